@@ -1,0 +1,130 @@
+"""The ASGI application: a lean dispatcher for the forward-auth endpoints, Starlette for pages."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from sidecar.authz import FORWARD, NGINX, ForwardAuth
+from sidecar.config import Config
+from sidecar.context import Sidecar
+from sidecar.errors import StorageUnavailable, UpstreamUnavailable
+from sidecar.pages import Pages
+
+log = logging.getLogger("sidecar")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+def content_security_policy(allowed_hosts: tuple[str, ...]) -> str:
+    """No inline script, nothing external; forms may post back (and redirect) to allowed hosts."""
+    targets = ["'self'"]
+    for host in allowed_hosts:
+        targets += [host[1:], "*" + host] if host.startswith(".") else [host]
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"form-action {' '.join(targets)}; frame-ancestors 'none'; base-uri 'none'")
+
+
+class SecurityHeaders:
+    """Plain ASGI middleware adding the page security headers to every page response."""
+
+    def __init__(self, app: Callable[[dict[str, Any], Receive, Send], Awaitable[None]],
+                 csp: str) -> None:
+        self.app = app
+        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        self.headers.append((b"content-security-policy", csp.encode()))
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in present]
+                message = dict(message, headers=list(message.get("headers", [])) + extra)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class SidecarApp:
+    """The ASGI entry point: ``/auth/*`` handled directly, everything else by Starlette."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.forward_auth = ForwardAuth(sidecar)
+        pages = Pages(sidecar)
+        self.starlette = Starlette(
+            routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
+                    Route("/metrics", self.metrics), *pages.routes()],
+            exception_handlers={StorageUnavailable: self.unavailable,
+                                UpstreamUnavailable: self.unavailable},
+            lifespan=self.lifespan,
+        )
+        self.pages_app = SecurityHeaders(self.starlette,
+                                         content_security_policy(sidecar.config.allowed_redirect_hosts))
+        self.pages = pages
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/auth/nginx":
+                await self.forward_auth(scope, send, NGINX)
+                return
+            if path == "/auth/forward":
+                await self.forward_auth(scope, send, FORWARD)
+                return
+        await self.pages_app(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.sidecar.storage.open()
+        log.info("sidecar ready", extra={"event": "started"})
+        try:
+            yield
+        finally:
+            await self.sidecar.resolver.aclose()
+            await self.sidecar.storage.close()
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await self.sidecar.storage.ping()
+        except StorageUnavailable:
+            return PlainTextResponse("storage unavailable", status_code=503)
+        return PlainTextResponse("ready")
+
+    async def metrics(self, request: Request) -> Response:
+        return PlainTextResponse(self.sidecar.metrics.render(),
+                                 media_type="text/plain; version=0.0.4")
+
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
+        log.error("page unavailable: %s", exc)
+        return self.pages.templates.TemplateResponse(
+            request, "message.html", {"title": "Two-factor authentication is unavailable",
+                                      "text": "The service that checks codes cannot reach its "
+                                              "data right now. Nothing was changed. Please try "
+                                              "again in a minute.", "link": "", "identity": None},
+            status_code=503)
+
+
+def create_app(config: Config, **parts: Any) -> SidecarApp:
+    return SidecarApp(Sidecar(config, **parts))

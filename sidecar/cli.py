@@ -1,0 +1,150 @@
+"""The ``totp-sidecar`` command: serve, demo, check-config, users.
+
+A thin layer over the config and storage: a failed start ends with one clear line and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, Callable
+
+from sidecar.config import Config, load_config
+from sidecar.errors import ConfigError, StorageUnavailable
+from sidecar.storage import SQLiteStorage, UserState
+
+EXIT_CONFIG = 2
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"totp-sidecar: {path}: the configuration has {len(exc.problems)} problem(s):",
+              file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    _load(args.file)
+    print(f"{args.file}: OK")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sidecar import logs
+    from sidecar.app import create_app
+
+    config = _load(args.config)
+    logs.configure(config.server.log_level)
+    try:
+        SQLiteStorage.check_path(config.sqlite_path)
+    except StorageUnavailable as exc:
+        print(f"totp-sidecar: storage.sqlite.path: {exc}", file=sys.stderr)
+        return 1
+    app = create_app(config)
+    uvicorn.run(app, host=args.host or config.server.host, port=args.port or config.server.port,
+                proxy_headers=False, server_header=False, log_level=config.server.log_level,
+                access_log=False, lifespan="on")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sidecar.demo.run import run_demo
+
+    return run_demo(args.port, args.db)
+
+
+def _describe(user: UserState, when: Callable[[int | None], str]) -> str:
+    status = f"on since {when(user.enabled_at)}" if user.enrolled else "off"
+    lock = f", locked until {when(user.locked_until)}" if user.locked_until else ""
+    left = f", {user.recovery_left} recovery codes left" if user.enrolled else ""
+    return f"{user.user_id}: 2FA {status}{left}{lock}"
+
+
+async def _users(config: Config, action: str, user_id: str | None) -> int:
+    from sidecar.pages import when
+    from sidecar.service import TwoFactor
+
+    storage = SQLiteStorage(config.sqlite_path)
+    await storage.open()
+    try:
+        service = TwoFactor(config, storage)
+        if action == "list":
+            for user in await storage.list_users():
+                print(_describe(user, when))
+            return 0
+        assert user_id is not None
+        user = await storage.get_user(user_id)
+        if action == "show":
+            print(_describe(user, when))
+            return 0
+        if action == "reset":
+            if not await service.disable(user_id, actor="admin"):
+                print(f"{user_id}: 2FA was not on; nothing changed")
+                return 1
+            print(f"{user_id}: 2FA removed; every 2FA cookie of this user has ended."
+                  " The user can set it up again.")
+            return 0
+        if not await storage.unlock(user_id):
+            print(f"{user_id}: was not locked")
+            return 1
+        print(f"{user_id}: unlocked")
+        return 0
+    finally:
+        await storage.close()
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    try:
+        return asyncio.run(_users(config, args.action, args.user))
+    except StorageUnavailable as exc:
+        print(f"totp-sidecar: {exc}", file=sys.stderr)
+        return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="totp-sidecar",
+                                  description="TOTP two-factor authentication beside your proxy.")
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the sidecar")
+    serve.add_argument("--config", required=True, help="YAML config file")
+    serve.add_argument("--host", help="listen address (overrides server.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    serve.set_defaults(run=cmd_serve)
+    demo = sub.add_parser("demo", help="demo app + sidecar + development proxy on one port")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--db", help="SQLite file to keep (default: a temporary file)")
+    demo.set_defaults(run=cmd_demo)
+    check = sub.add_parser("check-config", help="validate a config file (exit 2 on problems)")
+    check.add_argument("file")
+    check.set_defaults(run=cmd_check_config)
+    users = sub.add_parser("users", help="operator tasks on users")
+    users.add_argument("--config", default="config.yaml", help="YAML config file")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    users_sub.add_parser("list", help="every user the sidecar knows")
+    for name, text in (("show", "one user's 2FA state"),
+                       ("reset", "remove 2FA (lost phone and codes); the user re-enrolls"),
+                       ("unlock", "lift a lockout after too many failed codes")):
+        users_sub.add_parser(name, help=text).add_argument("user")
+    users.set_defaults(run=cmd_users, user=None)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], Any] = args.run
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+

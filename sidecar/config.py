@@ -1,0 +1,458 @@
+"""One typed configuration object, loaded from YAML and validated whole.
+
+Every problem is collected with its key path (``cookie.max_age: ...``) so that an operator
+sees all of them at once; unknown keys are problems too, since a typo must never be ignored.
+Secrets may be written inline, read from a ``*_file`` key, or taken from an environment variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import yaml
+
+from sidecar.errors import ConfigError
+
+T = TypeVar("T")
+
+LEVELS = ("bypass", "optional", "required", "deny")
+MIN_KEY_LENGTH = 32
+ENV_SIGNING_KEYS = "TOTP_SIDECAR_SIGNING_KEYS"
+ENV_HASH_KEY = "TOTP_SIDECAR_HASH_KEY"
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 9091
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderResolverConfig:
+    user: str = "Remote-User"
+    email: str = "Remote-Email"
+    name: str = "Remote-Name"
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectConfig:
+    url: str = ""
+    user_key: str = "user"
+    email_key: str = "email"
+    name_key: str = "name"
+    cache_seconds: int = 5
+    timeout_seconds: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryConfig:
+    resolver: str = "introspect"
+    session_cookies: tuple[str, ...] = ()
+    header: HeaderResolverConfig = field(default_factory=HeaderResolverConfig)
+    introspect: IntrospectConfig = field(default_factory=IntrospectConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class CookieConfig:
+    name: str = "totp_sidecar"
+    max_age: int = 12 * 3600
+    idle_timeout: int = 0
+    secure: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class TotpConfig:
+    issuer: str = "totp-sidecar"
+    digits: int = 6
+    period: int = 30
+    algorithm: str = "SHA1"
+    skew: int = 1
+    enrollment_timeout: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleConfig:
+    max_failures: int = 5
+    window: int = 300
+    lockout: int = 900
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One access rule; the first rule that matches a request decides its level."""
+
+    level: str
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    path_regex: re.Pattern[str] | None = None
+    methods: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    signing_keys: tuple[str, ...]
+    hash_key: str
+    sqlite_path: str
+    server: ServerConfig = field(default_factory=ServerConfig)
+    primary: PrimaryConfig = field(default_factory=PrimaryConfig)
+    cookie: CookieConfig = field(default_factory=CookieConfig)
+    totp: TotpConfig = field(default_factory=TotpConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    prefix: str = "/_2fa"
+    allowed_redirect_hosts: tuple[str, ...] = ()
+    default_level: str = "optional"
+    rules: tuple[Rule, ...] = ()
+    support_contact: str = ""
+
+
+class _Reader:
+    """Walks a parsed YAML mapping, converting values and collecting problems by key path."""
+
+    def __init__(self, environ: dict[str, str], base_dir: Path) -> None:
+        self.problems: list[str] = []
+        self.environ = environ
+        self.base_dir = base_dir
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def section(self, data: dict[str, Any], key: str, path: str, allowed: set[str]) -> dict[str, Any]:
+        value = data.get(key, {})
+        full = f"{path}{key}"
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(full, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        self.unknown(value, f"{full}.", allowed)
+        return value
+
+    def unknown(self, data: dict[str, Any], path: str, allowed: set[str]) -> None:
+        for key in data:
+            if key not in allowed:
+                hint = f" (known keys: {', '.join(sorted(allowed))})"
+                self.problem(f"{path}{key}", "unknown key" + hint)
+
+    def get(self, data: dict[str, Any], key: str, path: str, default: T,
+            convert: Callable[[Any], T]) -> T:
+        if key not in data or data[key] is None:
+            return default
+        try:
+            return convert(data[key])
+        except (TypeError, ValueError) as exc:
+            self.problem(f"{path}{key}", f"{exc} (got {data[key]!r})")
+            return default
+
+    def read_file(self, key: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            self.problem(key, "must be a file path")
+            return None
+        path = Path(value)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self.problem(key, f"cannot read {str(path)!r}: {exc.strerror}")
+            return None
+
+
+def to_int(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"must be {bound}")
+        return value
+
+    return convert
+
+
+def to_duration(minimum: int) -> Callable[[Any], int]:
+    """Seconds as an integer, or a string such as ``30s``, ``5m``, ``12h``, ``7d``."""
+
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("must be a duration such as 30s, 5m, 12h")
+        if isinstance(value, int):
+            seconds = value
+        elif isinstance(value, str) and (match := _DURATION.match(value)):
+            seconds = int(match.group(1)) * _UNITS[match.group(2)]
+        else:
+            raise ValueError("must be a duration such as 30s, 5m, 12h")
+        if seconds < minimum:
+            raise ValueError(f"must be at least {minimum} seconds")
+        return seconds
+
+    return convert
+
+
+def to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def to_choice(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return convert
+
+
+def to_str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of non-empty strings")
+    return tuple(value)
+
+
+def to_networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    items = to_str_list(value)
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
+
+
+def to_url(value: Any) -> str:
+    text = to_str(value)
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return text
+
+
+def to_prefix(value: Any) -> str:
+    text = to_str(value)
+    if not re.fullmatch(r"(/[A-Za-z0-9_.~-]+)+", text):
+        raise ValueError("must be a path such as /_2fa (no trailing slash)")
+    return text
+
+
+def _secret_values(reader: _Reader, data: dict[str, Any], key: str, env: str,
+                   many: bool) -> tuple[str, ...]:
+    """A secret from ``key``, from ``key_file`` or from the environment variable ``env``."""
+    path = "secrets."
+    sources: list[tuple[str, Any]] = []
+    if data.get(key) is not None:
+        sources.append((f"{path}{key}", data[key]))
+    if data.get(f"{key}_file") is not None:
+        text = reader.read_file(f"{path}{key}_file", data[f"{key}_file"])
+        if text is not None:
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            sources.append((f"{path}{key}_file", lines if many else text))
+    if env in reader.environ and reader.environ[env].strip():
+        raw = reader.environ[env]
+        sources.append((env, [p.strip() for p in raw.split(",") if p.strip()] if many else raw.strip()))
+    if not sources:
+        reader.problem(f"{path}{key}", f"is required (or {key}_file, or the environment variable {env})")
+        return ()
+    if len(sources) > 1:
+        reader.problem(f"{path}{key}", "is given more than once: " + ", ".join(s for s, _ in sources))
+        return ()
+    where, value = sources[0]
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) for v in values):
+        reader.problem(where, "must be a string" + (" or a list of strings" if many else ""))
+        return ()
+    for index, item in enumerate(values):
+        if len(item) < MIN_KEY_LENGTH:
+            label = f"{where}[{index}]" if many and isinstance(value, list) else where
+            reader.problem(label, f"is too short: use at least {MIN_KEY_LENGTH} random characters"
+                           " (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    return tuple(values)
+
+
+def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        reader.problem("rules", "must be a list of rules")
+        return ()
+    allowed = {"host", "hosts", "path", "paths", "path_regex", "methods", "users", "level"}
+    rules = []
+    for index, item in enumerate(value):
+        path = f"rules[{index}]."
+        if not isinstance(item, dict):
+            reader.problem(f"rules[{index}]", "must be a mapping")
+            continue
+        reader.unknown(item, path, allowed)
+        level = reader.get(item, "level", path, "", to_choice(*LEVELS))
+        if "level" not in item:
+            reader.problem(f"{path}level", f"is required (one of {', '.join(LEVELS)})")
+        hosts = reader.get(item, "host", path, (), to_str_list) + reader.get(
+            item, "hosts", path, (), to_str_list)
+        paths = reader.get(item, "path", path, (), to_str_list) + reader.get(
+            item, "paths", path, (), to_str_list)
+        for p in paths:
+            if not p.startswith("/"):
+                reader.problem(f"{path}path", f"{p!r} must start with /")
+        regex = None
+        if "path_regex" in item:
+            try:
+                regex = re.compile(to_str(item["path_regex"]))
+            except (re.error, ValueError) as exc:
+                reader.problem(f"{path}path_regex", f"is not a valid regular expression: {exc}")
+        methods = reader.get(item, "methods", path, (), to_str_list)
+        for m in methods:
+            if m.upper() not in _HTTP_METHODS:
+                reader.problem(f"{path}methods", f"{m!r} is not an HTTP method")
+        users = reader.get(item, "users", path, (), to_str_list)
+        rules.append(Rule(
+            level=level,
+            hosts=tuple(h.lower() for h in hosts),
+            paths=paths,
+            path_regex=regex,
+            methods=frozenset(m.upper() for m in methods),
+            users=frozenset(users),
+        ))
+    return tuple(rules)
+
+
+TOP_KEYS = {"server", "primary", "cookie", "totp", "throttle", "secrets", "storage", "prefix",
+            "redirects", "rules", "default_level", "support_contact"}
+
+
+def parse_config(data: Any, environ: dict[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    """Validate a parsed YAML document; raise ConfigError listing every problem."""
+    reader = _Reader(dict(os.environ) if environ is None else environ, base_dir or Path.cwd())
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): must be a mapping of keys to values"])
+    reader.unknown(data, "", TOP_KEYS)
+
+    s = reader.section(data, "server", "", {"host", "port", "trusted_proxies", "log_level"})
+    server = ServerConfig(
+        host=reader.get(s, "host", "server.", "127.0.0.1", to_str),
+        port=reader.get(s, "port", "server.", 9091, to_int(1, 65535)),
+        trusted_proxies=reader.get(s, "trusted_proxies", "server.",
+                                   to_networks(["127.0.0.1/32", "::1/128"]), to_networks),
+        log_level=reader.get(s, "log_level", "server.", "info",
+                             to_choice("debug", "info", "warning", "error")),
+    )
+
+    p = reader.section(data, "primary", "", {"resolver", "session_cookies", "header", "introspect"})
+    h = reader.section(p, "header", "primary.", {"user", "email", "name"})
+    i = reader.section(p, "introspect", "primary.",
+                       {"url", "user_key", "email_key", "name_key", "cache_seconds", "timeout_seconds"})
+    resolver = reader.get(p, "resolver", "primary.", "introspect", to_choice("introspect", "header"))
+    introspect = IntrospectConfig(
+        url=reader.get(i, "url", "primary.introspect.", "", to_url),
+        user_key=reader.get(i, "user_key", "primary.introspect.", "user", to_str),
+        email_key=reader.get(i, "email_key", "primary.introspect.", "email", to_str),
+        name_key=reader.get(i, "name_key", "primary.introspect.", "name", to_str),
+        cache_seconds=reader.get(i, "cache_seconds", "primary.introspect.", 5, to_int(0, 300)),
+        timeout_seconds=float(reader.get(i, "timeout_seconds", "primary.introspect.", 3, to_int(1, 60))),
+    )
+    if resolver == "introspect" and not introspect.url:
+        reader.problem("primary.introspect.url", "is required when primary.resolver is introspect")
+    primary = PrimaryConfig(
+        resolver=resolver,
+        session_cookies=reader.get(p, "session_cookies", "primary.", (), to_str_list),
+        header=HeaderResolverConfig(
+            user=reader.get(h, "user", "primary.header.", "Remote-User", to_str),
+            email=reader.get(h, "email", "primary.header.", "Remote-Email", to_str),
+            name=reader.get(h, "name", "primary.header.", "Remote-Name", to_str),
+        ),
+        introspect=introspect,
+    )
+
+    c = reader.section(data, "cookie", "", {"name", "max_age", "idle_timeout", "secure"})
+    cookie = CookieConfig(
+        name=reader.get(c, "name", "cookie.", "totp_sidecar", to_str),
+        max_age=reader.get(c, "max_age", "cookie.", 12 * 3600, to_duration(60)),
+        idle_timeout=reader.get(c, "idle_timeout", "cookie.", 0, to_duration(0)),
+        secure=reader.get(c, "secure", "cookie.", "auto", to_choice("auto", "always", "never")),
+    )
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", cookie.name):
+        reader.problem("cookie.name", "may only contain letters, digits, _ and -")
+
+    t = reader.section(data, "totp", "", {"issuer", "digits", "period", "algorithm", "skew",
+                                          "enrollment_timeout"})
+    totp = TotpConfig(
+        issuer=reader.get(t, "issuer", "totp.", "totp-sidecar", to_str),
+        digits=reader.get(t, "digits", "totp.", 6, to_int(6, 8)),
+        period=reader.get(t, "period", "totp.", 30, to_int(15, 120)),
+        algorithm=reader.get(t, "algorithm", "totp.", "SHA1", to_choice("SHA1", "SHA256", "SHA512")),
+        skew=reader.get(t, "skew", "totp.", 1, to_int(0, 2)),
+        enrollment_timeout=reader.get(t, "enrollment_timeout", "totp.", 600, to_duration(60)),
+    )
+    if ":" in totp.issuer:
+        reader.problem("totp.issuer", "must not contain ':' (it separates issuer and account)")
+
+    th = reader.section(data, "throttle", "", {"max_failures", "window", "lockout"})
+    throttle = ThrottleConfig(
+        max_failures=reader.get(th, "max_failures", "throttle.", 5, to_int(1, 1000)),
+        window=reader.get(th, "window", "throttle.", 300, to_duration(1)),
+        lockout=reader.get(th, "lockout", "throttle.", 900, to_duration(1)),
+    )
+
+    sec = reader.section(data, "secrets", "", {"signing_keys", "signing_keys_file", "hash_key",
+                                               "hash_key_file"})
+    signing_keys = _secret_values(reader, sec, "signing_keys", ENV_SIGNING_KEYS, many=True)
+    hash_keys = _secret_values(reader, sec, "hash_key", ENV_HASH_KEY, many=False)
+
+    st = reader.section(data, "storage", "", {"sqlite"})
+    sq = reader.section(st, "sqlite", "storage.", {"path"})
+    sqlite_path = reader.get(sq, "path", "storage.sqlite.", "", to_str)
+    if not sqlite_path:
+        reader.problem("storage.sqlite.path", "is required (the SQLite database file)")
+    elif sqlite_path != ":memory:" and not Path(sqlite_path).is_absolute():
+        sqlite_path = str(reader.base_dir / sqlite_path)
+
+    r = reader.section(data, "redirects", "", {"allowed_hosts"})
+    allowed_hosts = reader.get(r, "allowed_hosts", "redirects.", (), to_str_list)
+
+    config = Config(
+        signing_keys=signing_keys,
+        hash_key=hash_keys[0] if hash_keys else "",
+        sqlite_path=sqlite_path,
+        server=server,
+        primary=primary,
+        cookie=cookie,
+        totp=totp,
+        throttle=throttle,
+        prefix=reader.get(data, "prefix", "", "/_2fa", to_prefix),
+        allowed_redirect_hosts=tuple(h.lower() for h in allowed_hosts),
+        default_level=reader.get(data, "default_level", "", "optional",
+                                 to_choice("optional", "required")),
+        rules=_rules(reader, data.get("rules")),
+        support_contact=reader.get(data, "support_contact", "", "", to_str),
+    )
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return config
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"(file) {path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"(file) {path}: not valid YAML: {exc}"]) from None
+    return parse_config(data, environ, file.resolve().parent)

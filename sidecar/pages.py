@@ -1,0 +1,299 @@
+"""The sidecar's own pages under the prefix: challenge, enroll, settings, disable, logout.
+
+Each handler turns the request into a ``Visit`` (who is logged in to the app, whether this
+app session passed 2FA), calls the service, and renders a template. Every POST carries a CSRF
+token bound to the user and the primary session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import segno
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from sidecar import totp
+from sidecar.context import Sidecar
+from sidecar.cookies import Pass
+from sidecar.forwarded import page_origin, safe_redirect
+from sidecar.primary import Credential, Identity
+from sidecar.service import Check, CheckResult
+
+LOW_RECOVERY_CODES = 3
+NOTICES = {
+    "enabled": "Two-factor authentication is enabled.",
+    "disabled": "Two-factor authentication is turned off. You can turn it on again at any time.",
+    "codes": "New recovery codes are ready. The old ones no longer work.",
+}
+
+
+def templates_dir() -> Path:
+    """Templates ship inside the package when installed, beside it in a checkout."""
+    inside = Path(__file__).parent / "templates"
+    return inside if inside.is_dir() else Path(__file__).parent.parent / "templates"
+
+
+@dataclass
+class Visit:
+    request: Request
+    headers: dict[str, str]
+    scheme: str
+    host: str
+    client: str
+    cred: Credential
+    identity: Identity | None
+    verified: Pass | None
+
+    @property
+    def user(self) -> str:
+        return self.identity.user if self.identity else ""
+
+    @property
+    def account(self) -> str:
+        """The name shown in the authenticator app: e-mail when known, else the user id."""
+        if self.identity is None:
+            return ""
+        return self.identity.email or self.identity.user
+
+
+def when(timestamp: int | None) -> str:
+    if not timestamp:
+        return ""
+    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Pages:
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sc = sidecar
+        self.prefix = sidecar.config.prefix
+        self.templates = Jinja2Templates(directory=str(templates_dir()))
+        self.templates.env.globals.update(prefix=self.prefix, issuer=sidecar.config.totp.issuer,
+                                          support=sidecar.config.support_contact)
+
+    def routes(self) -> list[Route | Mount]:
+        p = self.prefix
+        return [
+            Route(p, self.home), Route(p + "/", self.home),
+            Route(p + "/challenge", self.challenge, methods=["GET", "POST"]),
+            Route(p + "/enroll", self.enroll, methods=["GET", "POST"]),
+            Route(p + "/settings", self.settings),
+            Route(p + "/disable", self.disable, methods=["POST"]),
+            Route(p + "/recovery-codes", self.recovery_codes, methods=["POST"]),
+            Route(p + "/logout", self.logout, methods=["GET", "POST"]),
+            Mount(p + "/static", StaticFiles(directory=str(templates_dir() / "static")),
+                  name="static"),
+        ]
+
+    # -- helpers ------------------------------------------------------------------------
+    async def visit(self, request: Request) -> Visit:
+        sc = self.sc
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        trusted = sc.trusted.trusted(sc.peer(request.scope))
+        scheme, host = page_origin(headers, trusted, request.url.scheme)
+        cred = sc.credential(headers)
+        identity = await sc.identity(headers, cred, trusted) if cred.present or trusted else None
+        item = await sc.verified_pass(headers, cred) if identity else None
+        if item is not None and identity is not None and item.user != identity.user:
+            item = None
+        return Visit(request, headers, scheme, host, sc.client_address(request.scope, headers),
+                     cred, identity, item)
+
+    def rd(self, visit: Visit, value: str | None, fallback: str = "/") -> str:
+        return safe_redirect(value, visit.scheme, visit.host, self.sc.config.allowed_redirect_hosts,
+                             fallback)
+
+    def render(self, visit: Visit, name: str, status: int = 200, **context: Any) -> Response:
+        context.setdefault("identity", visit.identity)
+        if visit.identity is not None:
+            context.setdefault("csrf", self.sc.csrf(visit.user, visit.cred))
+        return self.templates.TemplateResponse(visit.request, name, context, status_code=status)
+
+    def go(self, location: str, cookie: str | None = None) -> Response:
+        response = RedirectResponse(location, status_code=303)
+        if cookie is not None:
+            response.headers.append("set-cookie", cookie)
+        return response
+
+    async def form(self, visit: Visit) -> dict[str, str] | Response:
+        """The POSTed fields, or a 403 page when the CSRF token is missing or foreign."""
+        data = await visit.request.form(max_files=0, max_fields=20)
+        fields = {k: v for k, v in data.items() if isinstance(v, str)}
+        if visit.identity is None or not self.sc.csrf_ok(visit.user, visit.cred,
+                                                        fields.get("csrf", "")):
+            return self.render(visit, "message.html", 403, title="This form has expired",
+                               text="Reload the page and try again.", link=self.prefix + "/settings")
+        return fields
+
+    def signed_out(self, visit: Visit) -> Response:
+        return self.render(visit, "message.html", 401, title="Sign in first",
+                           text="Sign in to the app, then come back to this page.",
+                           link=self.rd(visit, visit.request.query_params.get("rd")))
+
+    def pass_cookie(self, visit: Visit, generation: int) -> str:
+        assert visit.identity is not None
+        value = self.sc.new_pass(visit.identity, visit.cred, generation)
+        return self.sc.set_cookie(value, self.sc.secure(visit.scheme))
+
+    def check_message(self, result: CheckResult) -> str:
+        if result.check is Check.LOCKED:
+            return (f"Too many attempts. Try again after {when(result.locked_until)}, "
+                    "or ask your administrator to unlock your account.")
+        return "That code is not valid. Check your authenticator app and try again."
+
+    # -- pages --------------------------------------------------------------------------
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse(self.prefix + "/settings", status_code=303)
+
+    async def challenge(self, request: Request) -> Response:
+        visit = await self.visit(request)
+        if visit.identity is None:
+            return self.signed_out(visit)
+        query = request.query_params
+        rd = self.rd(visit, query.get("rd"))
+        mode = "recovery" if query.get("method") == "recovery" else "totp"
+        user = await self.sc.service.user(visit.user)
+        if not user.enrolled or visit.verified is not None:
+            return self.go(rd)
+        error = ""
+        status = 200
+        if request.method == "POST":
+            fields = await self.form(visit)
+            if isinstance(fields, Response):
+                return fields
+            rd = self.rd(visit, fields.get("rd"))
+            mode = "recovery" if fields.get("mode") == "recovery" else "totp"
+            result = await self.sc.service.check(visit.user, fields.get("code", ""), visit.client)
+            self.sc.metrics.checks[result.check.value] += 1
+            if result.check is Check.OK:
+                fresh = await self.sc.service.user(visit.user)
+                cookie = self.pass_cookie(visit, fresh.generation)
+                if result.used_recovery and result.recovery_left <= LOW_RECOVERY_CODES:
+                    return self.go(f"{self.prefix}/settings?{urlencode({'rd': rd, 'low': 1})}",
+                                   cookie)
+                return self.go(rd, cookie)
+            if result.check is Check.NOT_ENROLLED:
+                return self.go(rd)
+            error = self.check_message(result)
+            status = 429 if result.check is Check.LOCKED else 400
+        elif user.locked_until > self.sc.clock():
+            error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
+        return self.render(visit, "challenge.html", status, rd=rd, mode=mode, error=error,
+                           switch_url=f"{self.prefix}/challenge?" + urlencode(
+                               {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}))
+
+    async def enroll(self, request: Request) -> Response:
+        visit = await self.visit(request)
+        if visit.identity is None:
+            return self.signed_out(visit)
+        sc = self.sc
+        rd = self.rd(visit, request.query_params.get("rd"), "")
+        user = await sc.service.user(visit.user)
+        if user.enrolled:
+            return self.go(self.prefix + "/settings")
+        error = ""
+        status = 200
+        if request.method == "POST":
+            fields = await self.form(visit)
+            if isinstance(fields, Response):
+                return fields
+            rd = self.rd(visit, fields.get("rd"), "")
+            result, codes, generation = await sc.service.complete_enrollment(
+                visit.user, fields.get("code", ""), visit.client)
+            sc.metrics.checks["enroll_" + result.check.value] += 1
+            if result.check is Check.OK:
+                response = self.codes_page(visit, codes, rd, "enabled")
+                response.headers.append("set-cookie", self.pass_cookie(visit, generation))
+                return response
+            error = self.check_message(result)
+            status = 429 if result.check is Check.LOCKED else 400
+        secret = await sc.service.pending_secret(visit.user)
+        uri = totp.provisioning_uri(secret, visit.account, sc.config.totp.issuer,
+                                    sc.service.params)
+        qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, dark="#111", light="#fff",
+                                                   title="QR code for your authenticator app")
+        return self.render(visit, "enroll.html", status, qr=qr, account=visit.account,
+                           key=totp.grouped(secret), error=error, rd=rd,
+                           period=sc.config.totp.period, digits=sc.config.totp.digits)
+
+    def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
+        query = {"notice": notice} | ({"rd": rd} if rd else {})
+        issued = when(int(self.sc.clock()))
+        text = "\n".join([f"{self.sc.config.totp.issuer} recovery codes",
+                          f"Account: {visit.account}", f"Created: {issued}", "",
+                          "Each code works once. Keep them somewhere safe.", "", *codes, ""])
+        return self.render(visit, "recovery_codes.html", codes=codes, account=visit.account,
+                           download="data:text/plain;charset=utf-8," + quote(text),
+                           filename=f"{self.sc.config.totp.issuer}-recovery-codes.txt",
+                           complete=f"{self.prefix}/settings?{urlencode(query)}", issued=issued)
+
+    async def settings(self, request: Request) -> Response:
+        visit = await self.visit(request)
+        if visit.identity is None:
+            return self.signed_out(visit)
+        user = await self.sc.service.user(visit.user)
+        query = request.query_params
+        if user.enrolled and visit.verified is None:
+            here = f"{self.prefix}/settings"
+            return self.go(f"{self.prefix}/challenge?{urlencode({'rd': here})}")
+        rd = self.rd(visit, query.get("rd"), "")
+        low = bool(query.get("low")) and user.enrolled and user.recovery_left <= LOW_RECOVERY_CODES
+        return self.render(visit, "settings.html", user=user, since=when(user.enabled_at),
+                           notice=NOTICES.get(query.get("notice", ""), ""), rd=rd, low=low)
+
+    async def _confirmed(self, visit: Visit) -> tuple[dict[str, str], CheckResult] | Response:
+        """A POST from a verified session whose code checks out, or the response to give."""
+        if visit.identity is None:
+            return self.signed_out(visit)
+        fields = await self.form(visit)
+        if isinstance(fields, Response):
+            return fields
+        if visit.verified is None:
+            return self.go(f"{self.prefix}/challenge?"
+                           + urlencode({"rd": f"{self.prefix}/settings"}))
+        result = await self.sc.service.check(visit.user, fields.get("code", ""), visit.client)
+        self.sc.metrics.checks[result.check.value] += 1
+        return fields, result
+
+    async def disable(self, request: Request) -> Response:
+        visit = await self.visit(request)
+        outcome = await self._confirmed(visit)
+        if isinstance(outcome, Response):
+            return outcome
+        _, result = outcome
+        if result.check is Check.OK:
+            await self.sc.service.disable(visit.user, client=visit.client)
+            return self.go(f"{self.prefix}/settings?notice=disabled",
+                           self.sc.clear_cookie(self.sc.secure(visit.scheme)))
+        return await self.settings_error(visit, result, "disable")
+
+    async def recovery_codes(self, request: Request) -> Response:
+        visit = await self.visit(request)
+        outcome = await self._confirmed(visit)
+        if isinstance(outcome, Response):
+            return outcome
+        _, result = outcome
+        if result.check is Check.OK:
+            codes = await self.sc.service.new_recovery_codes(visit.user, visit.client)
+            return self.codes_page(visit, codes, "", "codes")
+        return await self.settings_error(visit, result, "codes")
+
+    async def settings_error(self, visit: Visit, result: CheckResult, form: str) -> Response:
+        user = await self.sc.service.user(visit.user)
+        status = 429 if result.check is Check.LOCKED else 400
+        return self.render(visit, "settings.html", status, user=user, since=when(user.enabled_at),
+                           notice="", rd="", low=False, form_error=form,
+                           error_text=self.check_message(result))
+
+    async def logout(self, request: Request) -> Response:
+        visit = await self.visit(request)
+        rd = self.rd(visit, request.query_params.get("rd"))
+        return self.go(rd, self.sc.clear_cookie(self.sc.secure(visit.scheme)))

@@ -1,0 +1,42 @@
+"""Recovery codes: 20 a user, shown once, stored only as keyed hashes (HMAC-SHA256).
+
+A code is ten characters from an alphabet without look-alikes, shown as ``abcde-fghjk``;
+it is accepted with or without the dash, with spaces, and in any case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+COUNT = 20
+ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no i, l, o, 0, 1
+LENGTH = 10
+_SEPARATORS = re.compile(r"[\s\-]")
+
+
+def new_codes(count: int = COUNT) -> list[str]:
+    """Fresh, distinct codes formatted for display."""
+    codes: set[str] = set()
+    while len(codes) < count:
+        raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+        codes.add(f"{raw[:5]}-{raw[5:]}")
+    return sorted(codes)
+
+
+def normalize(text: str) -> str | None:
+    """The canonical form of a typed code, or None when it cannot be a recovery code."""
+    if len(text) > 64:
+        return None
+    cleaned = _SEPARATORS.sub("", text).lower()
+    if len(cleaned) != LENGTH or any(ch not in ALPHABET for ch in cleaned):
+        return None
+    return cleaned
+
+
+def code_hash(key: str, user_id: str, code: str) -> str:
+    """Keyed hash of a normalized code, bound to its user so a row cannot serve another user."""
+    message = f"{user_id}\x00{code}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()

@@ -1,0 +1,301 @@
+"""Storage: a narrow interface and its SQLite implementation (aiosqlite, WAL, migrations).
+
+Every change that must not be half-done is one transaction; every "use once" is a single
+conditional UPDATE whose row count says whether this caller won, so two processes sharing
+the database file cannot both accept the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+
+from sidecar.errors import StorageUnavailable
+
+BUSY_TIMEOUT_MS = 3000
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE users (
+            user_id TEXT PRIMARY KEY,
+            secret TEXT,
+            enabled_at INTEGER,
+            last_step INTEGER NOT NULL DEFAULT -1,
+            generation INTEGER NOT NULL DEFAULT 0,
+            locked_until INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE pending (
+            user_id TEXT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE recovery_codes (
+            user_id TEXT NOT NULL,
+            code_hash TEXT NOT NULL,
+            used_at INTEGER,
+            PRIMARY KEY (user_id, code_hash)
+        )""",
+        """CREATE TABLE failures (
+            id INTEGER PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            client TEXT NOT NULL,
+            at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX failures_user_at ON failures (user_id, at)",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    user_id: str
+    secret: str | None = None
+    enabled_at: int | None = None
+    last_step: int = -1
+    generation: int = 0
+    locked_until: int = 0
+    recovery_left: int = 0
+
+    @property
+    def enrolled(self) -> bool:
+        return self.secret is not None
+
+
+class Storage(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def get_user(self, user_id: str) -> UserState: ...
+    async def pending_secret(self, user_id: str, now: int) -> str | None: ...
+    async def put_pending(self, user_id: str, secret: str, expires_at: int, now: int) -> str: ...
+    async def complete_enrollment(self, user_id: str, secret: str, step: int,
+                                  code_hashes: list[str], now: int) -> int | None: ...
+    async def use_step(self, user_id: str, secret: str, step: int) -> bool: ...
+    async def use_recovery_code(self, user_id: str, code_hash: str, now: int) -> bool: ...
+    async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None: ...
+    async def disable(self, user_id: str) -> bool: ...
+    async def add_failure(self, user_id: str, client: str, now: int, window: int) -> int: ...
+    async def lock(self, user_id: str, until: int) -> None: ...
+    async def unlock(self, user_id: str) -> bool: ...
+    async def clear_failures(self, user_id: str) -> None: ...
+    async def list_users(self) -> list[UserState]: ...
+
+
+class SQLiteStorage:
+    """SQLite through aiosqlite; safe for several processes on one file (WAL, busy timeout)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def check_path(path: str) -> None:
+        """Refuse a database whose folder does not exist (a typo, not a fresh install)."""
+        if path != ":memory:" and not Path(path).parent.is_dir():
+            raise StorageUnavailable(f"the folder of the database does not exist: "
+                                     f"{Path(path).parent}")
+
+    async def open(self) -> None:
+        self.check_path(self.path)
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None,
+                                         timeout=BUSY_TIMEOUT_MS / 1000)
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            self._db = db
+            await self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open the database {self.path}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        db = self._conn()
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            rows = await (await db.execute("SELECT version FROM schema_version")).fetchall()
+            version = rows[0][0] if rows else 0
+            if not rows:
+                await db.execute("INSERT INTO schema_version (version) VALUES (0)")
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    await db.execute(statement)
+                await db.execute("UPDATE schema_version SET version = ?", (number,))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageUnavailable("the database is not open")
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            raise StorageUnavailable(f"the database file is missing: {self.path}")
+        return self._db
+
+    async def _run(self, statements: list[tuple[str, tuple[Any, ...]]],
+                   write: bool = True) -> list[aiosqlite.Cursor]:
+        """Run statements as one transaction; any SQLite error becomes StorageUnavailable."""
+        async with self._lock:
+            db = self._conn()
+            cursors = []
+            try:
+                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    for sql, params in statements:
+                        cursors.append(await db.execute(sql, params))
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"database error: {exc}") from None
+            return cursors
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        async with self._lock:
+            db = self._conn()
+            try:
+                return list(await (await db.execute(sql, params)).fetchall())
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"database error: {exc}") from None
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1", ())
+
+    async def get_user(self, user_id: str) -> UserState:
+        rows = await self._fetch(
+            "SELECT secret, enabled_at, last_step, generation, locked_until,"
+            " (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.user_id"
+            "  AND r.used_at IS NULL) FROM users u WHERE user_id = ?", (user_id,))
+        if not rows:
+            return UserState(user_id)
+        secret, enabled_at, last_step, generation, locked_until, left = rows[0]
+        return UserState(user_id, secret, enabled_at, last_step, generation, locked_until, left)
+
+    async def pending_secret(self, user_id: str, now: int) -> str | None:
+        rows = await self._fetch(
+            "SELECT secret FROM pending WHERE user_id = ? AND expires_at > ?", (user_id, now))
+        return str(rows[0][0]) if rows else None
+
+    async def put_pending(self, user_id: str, secret: str, expires_at: int, now: int) -> str:
+        """Keep ``secret`` pending unless an unexpired one exists; return the one in force."""
+        cursors = await self._run([
+            ("INSERT INTO pending (user_id, secret, expires_at) VALUES (?, ?, ?)"
+             " ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret,"
+             " expires_at = excluded.expires_at WHERE pending.expires_at <= ?",
+             (user_id, secret, expires_at, now)),
+            ("SELECT secret FROM pending WHERE user_id = ?", (user_id,)),
+        ])
+        row = await cursors[1].fetchone()
+        return str(row[0]) if row else secret
+
+    async def complete_enrollment(self, user_id: str, secret: str, step: int,
+                                  code_hashes: list[str], now: int) -> int | None:
+        """Turn 2FA on with ``secret`` (which must still be pending); the new generation."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    deleted = await db.execute(
+                        "DELETE FROM pending WHERE user_id = ? AND secret = ? AND expires_at > ?",
+                        (user_id, secret, now))
+                    if deleted.rowcount != 1:
+                        await db.execute("ROLLBACK")
+                        return None
+                    await db.execute(
+                        "INSERT INTO users (user_id, secret, enabled_at, last_step, generation)"
+                        " VALUES (?, ?, ?, ?, 1) ON CONFLICT (user_id) DO UPDATE SET"
+                        " secret = excluded.secret, enabled_at = excluded.enabled_at,"
+                        " last_step = excluded.last_step, generation = users.generation + 1",
+                        (user_id, secret, now, step))
+                    await db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+                    await db.executemany(
+                        "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
+                        [(user_id, h) for h in code_hashes])
+                    row = await (await db.execute(
+                        "SELECT generation FROM users WHERE user_id = ?", (user_id,))).fetchone()
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"database error: {exc}") from None
+            return int(row[0]) if row else None
+
+    async def use_step(self, user_id: str, secret: str, step: int) -> bool:
+        (cursor,) = await self._run([(
+            "UPDATE users SET last_step = ? WHERE user_id = ? AND secret = ? AND last_step < ?",
+            (step, user_id, secret, step))])
+        return cursor.rowcount == 1
+
+    async def use_recovery_code(self, user_id: str, code_hash: str, now: int) -> bool:
+        (cursor,) = await self._run([(
+            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ?"
+            " AND used_at IS NULL AND EXISTS (SELECT 1 FROM users WHERE users.user_id = ?"
+            " AND users.secret IS NOT NULL)", (now, user_id, code_hash, user_id))])
+        return cursor.rowcount == 1
+
+    async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))]
+        statements += [("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
+                        (user_id, h)) for h in code_hashes]
+        await self._run(statements)
+
+    async def disable(self, user_id: str) -> bool:
+        """2FA off: secret and codes gone, generation bumped so every 2FA cookie ends."""
+        cursors = await self._run([
+            ("UPDATE users SET secret = NULL, enabled_at = NULL, generation = generation + 1,"
+             " locked_until = 0 WHERE user_id = ? AND secret IS NOT NULL", (user_id,)),
+            ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,)),
+            ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
+            ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
+        ])
+        return cursors[0].rowcount == 1
+
+    async def add_failure(self, user_id: str, client: str, now: int, window: int) -> int:
+        """Record a failed attempt; the number of failures of this user within ``window``."""
+        cursors = await self._run([
+            ("DELETE FROM failures WHERE at <= ?", (now - max(window, 86400),)),
+            ("INSERT INTO failures (user_id, client, at) VALUES (?, ?, ?)", (user_id, client, now)),
+            ("SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?", (user_id, now - window)),
+        ])
+        row = await cursors[2].fetchone()
+        return int(row[0]) if row else 0
+
+    async def lock(self, user_id: str, until: int) -> None:
+        await self._run([
+            ("INSERT INTO users (user_id, locked_until) VALUES (?, ?) ON CONFLICT (user_id)"
+             " DO UPDATE SET locked_until = excluded.locked_until", (user_id, until))])
+
+    async def unlock(self, user_id: str) -> bool:
+        cursors = await self._run([
+            ("UPDATE users SET locked_until = 0 WHERE user_id = ? AND locked_until > 0", (user_id,)),
+            ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
+        ])
+        return cursors[0].rowcount == 1
+
+    async def clear_failures(self, user_id: str) -> None:
+        await self._run([("DELETE FROM failures WHERE user_id = ?", (user_id,))])
+
+    async def list_users(self) -> list[UserState]:
+        rows = await self._fetch(
+            "SELECT user_id, secret, enabled_at, last_step, generation, locked_until,"
+            " (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.user_id"
+            "  AND r.used_at IS NULL) FROM users u ORDER BY user_id", ())
+        return [UserState(*row) for row in rows]
