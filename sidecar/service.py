@@ -15,6 +15,7 @@ from typing import Callable
 
 from sidecar import recovery, totp
 from sidecar.config import Config
+from sidecar.errors import StorageUnavailable
 from sidecar.storage import Storage, UserState
 
 log = logging.getLogger("sidecar.audit")
@@ -62,7 +63,12 @@ class TwoFactor:
         state = self._states.get(user_id)
         if state is not None and now - state.fetched_at < STATE_CACHE_SECONDS:
             return state
-        user = await self.storage.get_user(user_id)
+        try:
+            user = await self.storage.get_user(user_id)
+        except StorageUnavailable:
+            if state is None:
+                raise
+            return state  # fail static: what we last knew stays in force while storage is down
         return self._remember(user, now)
 
     def _remember(self, user: UserState, now: float | None = None) -> CachedState:
