@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,8 +43,7 @@ def content_security_policy(allowed_hosts: tuple[str, ...]) -> str:
 class SecurityHeaders:
     """Plain ASGI middleware adding the page security headers to every page response."""
 
-    def __init__(self, app: Callable[[dict[str, Any], Receive, Send], Awaitable[None]],
-                 csp: str) -> None:
+    def __init__(self, app: Any, csp: str) -> None:
         self.app = app
         self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
         self.headers.append((b"content-security-policy", csp.encode()))

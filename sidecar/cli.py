@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from sidecar.config import Config, load_config
 from sidecar.errors import ConfigError, StorageUnavailable

@@ -12,7 +12,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import yaml
 
@@ -26,6 +27,7 @@ ENV_SIGNING_KEYS = "TOTP_SIDECAR_SIGNING_KEYS"
 ENV_HASH_KEY = "TOTP_SIDECAR_HASH_KEY"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+NONE: tuple[str, ...] = ()
 _HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
 
 
@@ -298,10 +300,10 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
         level = reader.get(item, "level", path, "", to_choice(*LEVELS))
         if "level" not in item:
             reader.problem(f"{path}level", f"is required (one of {', '.join(LEVELS)})")
-        hosts = reader.get(item, "host", path, (), to_str_list) + reader.get(
-            item, "hosts", path, (), to_str_list)
-        paths = reader.get(item, "path", path, (), to_str_list) + reader.get(
-            item, "paths", path, (), to_str_list)
+        hosts = reader.get(item, "host", path, NONE, to_str_list) + reader.get(
+            item, "hosts", path, NONE, to_str_list)
+        paths = reader.get(item, "path", path, NONE, to_str_list) + reader.get(
+            item, "paths", path, NONE, to_str_list)
         for p in paths:
             if not p.startswith("/"):
                 reader.problem(f"{path}path", f"{p!r} must start with /")
@@ -311,11 +313,11 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
                 regex = re.compile(to_str(item["path_regex"]))
             except (re.error, ValueError) as exc:
                 reader.problem(f"{path}path_regex", f"is not a valid regular expression: {exc}")
-        methods = reader.get(item, "methods", path, (), to_str_list)
+        methods = reader.get(item, "methods", path, NONE, to_str_list)
         for m in methods:
             if m.upper() not in _HTTP_METHODS:
                 reader.problem(f"{path}methods", f"{m!r} is not an HTTP method")
-        users = reader.get(item, "users", path, (), to_str_list)
+        users = reader.get(item, "users", path, NONE, to_str_list)
         rules.append(Rule(
             level=level,
             hosts=tuple(h.lower() for h in hosts),
@@ -368,7 +370,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         reader.problem("primary.introspect.url", "is required when primary.resolver is introspect")
     primary = PrimaryConfig(
         resolver=resolver,
-        session_cookies=reader.get(p, "session_cookies", "primary.", (), to_str_list),
+        session_cookies=reader.get(p, "session_cookies", "primary.", NONE, to_str_list),
         header=HeaderResolverConfig(
             user=reader.get(h, "user", "primary.header.", "Remote-User", to_str),
             email=reader.get(h, "email", "primary.header.", "Remote-Email", to_str),
@@ -421,7 +423,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         sqlite_path = str(reader.base_dir / sqlite_path)
 
     r = reader.section(data, "redirects", "", {"allowed_hosts"})
-    allowed_hosts = reader.get(r, "allowed_hosts", "redirects.", (), to_str_list)
+    allowed_hosts = reader.get(r, "allowed_hosts", "redirects.", NONE, to_str_list)
 
     config = Config(
         signing_keys=signing_keys,

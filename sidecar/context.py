@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any
+from collections.abc import Callable
 
 from sidecar import cookies
 from sidecar.config import Config
@@ -18,7 +20,7 @@ from sidecar.storage import SQLiteStorage, Storage
 REFRESH_AFTER = 60  # seconds between idle-timeout refreshes of a 2FA cookie
 
 
-def scope_headers(scope: dict[str, Any]) -> dict[str, str]:
+def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
     """Request headers as a dict of lower-case names (first occurrence wins)."""
     headers: dict[str, str] = {}
     for name, value in scope["headers"]:
@@ -43,11 +45,11 @@ class Sidecar:
         self.own_cookies = (config.cookie.name,)
 
     # -- request facts ------------------------------------------------------------------
-    def peer(self, scope: dict[str, Any]) -> str:
+    def peer(self, scope: Mapping[str, Any]) -> str:
         client = scope.get("client")
         return str(client[0]) if client else ""
 
-    def client_address(self, scope: dict[str, Any], headers: dict[str, str]) -> str:
+    def client_address(self, scope: Mapping[str, Any], headers: dict[str, str]) -> str:
         """The user's address: the proxy's last X-Forwarded-For hop when the peer is trusted."""
         peer = self.peer(scope)
         forwarded = headers.get("x-forwarded-for", "")

@@ -67,7 +67,7 @@ class Visit:
 def when(timestamp: int | None) -> str:
     if not timestamp:
         return ""
-    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 

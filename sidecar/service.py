@@ -11,7 +11,7 @@ import enum
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from sidecar import recovery, totp
 from sidecar.config import Config

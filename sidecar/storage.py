@@ -126,7 +126,7 @@ class SQLiteStorage:
         await db.execute("BEGIN IMMEDIATE")
         try:
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            rows = await (await db.execute("SELECT version FROM schema_version")).fetchall()
+            rows = list(await (await db.execute("SELECT version FROM schema_version")).fetchall())
             version = rows[0][0] if rows else 0
             if not rows:
                 await db.execute("INSERT INTO schema_version (version) VALUES (0)")
@@ -281,7 +281,8 @@ class SQLiteStorage:
     async def lock(self, user_id: str, until: int) -> None:
         await self._run([
             ("INSERT INTO users (user_id, locked_until) VALUES (?, ?) ON CONFLICT (user_id)"
-             " DO UPDATE SET locked_until = excluded.locked_until", (user_id, until))])
+             " DO UPDATE SET locked_until = excluded.locked_until",
+             (user_id, until))])
 
     async def unlock(self, user_id: str) -> bool:
         cursors = await self._run([

@@ -69,7 +69,7 @@ def clock() -> FakeClock:
 class Browser:
     """One user agent: its own cookies (app session + 2FA cookie), talking to the sidecar."""
 
-    env: "Env"
+    env: Env
     cookies: dict[str, str] = field(default_factory=dict)
     host: str = "app.test"
 

@@ -52,9 +52,7 @@ def demo_config(app_port: int, db_path: str) -> dict[str, Any]:
 def _server(app: Any, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             proxy_headers=False, server_header=False, access_log=False)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
+    return uvicorn.Server(config)
 
 
 async def _serve(port: int, db_path: str) -> None:
