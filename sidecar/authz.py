@@ -18,6 +18,7 @@ from sidecar.context import Sidecar, scope_headers
 from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
 from sidecar.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.primary import Identity
+from sidecar.service import Check
 
 log = logging.getLogger("sidecar.authz")
 
@@ -36,8 +37,15 @@ async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]],
 
 async def json_error(send: Send, status: int, error: str, detail: str,
                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A JSON error; its code also travels in ``X-Totp-Error`` for proxies that drop bodies."""
     body = json.dumps({"error": error, "detail": detail}).encode()
-    await respond(send, status, [(b"content-type", b"application/json")] + (extra or []), body)
+    headers = [(b"content-type", b"application/json"), (b"x-totp-error", error.encode())]
+    await respond(send, status, headers + (extra or []), body)
+
+
+def credential_kind(authorization: str) -> str:
+    scheme = authorization.split(" ", 1)[0].lower()
+    return scheme if scheme in ("basic", "bearer") else "session"
 
 
 def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
@@ -53,6 +61,8 @@ class ForwardAuth:
     def __init__(self, sidecar: Sidecar) -> None:
         self.sc = sidecar
         self.prefix = sidecar.config.prefix
+        self.otp_header = sidecar.config.api.otp_header.lower()
+        self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
 
     async def __call__(self, scope: dict[str, Any], send: Send, flavour: str) -> None:
         sc = self.sc
@@ -71,14 +81,14 @@ class ForwardAuth:
             await json_error(send, 400, "bad_request", str(exc))
             return
         try:
-            await self._decide(headers, original, send, flavour)
+            await self._decide(scope, headers, original, send, flavour)
         except (StorageUnavailable, UpstreamUnavailable) as exc:
             log.error("forward-auth cannot decide: %s", exc)
             sc.metrics.decisions["unavailable"] += 1
             await json_error(send, 503, "unavailable", "the 2FA service cannot decide right now")
 
-    async def _decide(self, headers: dict[str, str], original: Original, send: Send,
-                      flavour: str) -> None:
+    async def _decide(self, scope: dict[str, Any], headers: dict[str, str], original: Original,
+                      send: Send, flavour: str) -> None:
         sc = self.sc
         cred = sc.credential(headers)
         identity: Identity | None = None
@@ -101,9 +111,46 @@ class ForwardAuth:
         enrolled = verified
         if user is not None and not verified and level in ("optional", "required"):
             enrolled = (await sc.service.cached_state(user)).enrolled
-        outcome = policy.decide(policy.Facts(level, user, enrolled, verified))
+        outcome = policy.decide(policy.Facts(
+            level, user, enrolled, verified, credential_kind(cred.authorization),
+            sc.config.api.bearer == "pass"))
+        if outcome is policy.Outcome.OTP and user is not None:
+            if not await self._api_code(scope, headers, user, cred.key, send):
+                return
+            outcome = policy.Outcome.ALLOW
         sc.metrics.decisions[outcome.value] += 1
         await self._answer(outcome, identity, original, headers, send, flavour, refresh)
+
+    async def _api_code(self, scope: dict[str, Any], headers: dict[str, str], user: str,
+                        credential_key: str, send: Send) -> bool:
+        """Whether an API client's X-OTP code lets it pass; a 401 has been sent when not."""
+        sc = self.sc
+        required = [(b"x-otp", b"required; app")]
+        code = headers.get(self.otp_header, "").strip()
+        if not code:
+            sc.metrics.decisions["otp_required"] += 1
+            await json_error(send, 401, "otp_required",
+                             f"this account uses two-factor authentication: send a current code "
+                             f"in the {sc.config.api.otp_header} header", required)
+            return False
+        now = sc.clock()
+        burst = (sc.fingerprint_of(credential_key), code)
+        until = self._bursts.get(burst)
+        if until is not None and now < until:
+            return True
+        result = await sc.service.check(user, code, sc.client_address(scope, headers),
+                                        allow_recovery=False)
+        if result.check is Check.OK:
+            if sc.config.api.burst_seconds:
+                if len(self._bursts) > 10_000:
+                    self._bursts = {k: v for k, v in self._bursts.items() if v > now}
+                self._bursts[burst] = now + sc.config.api.burst_seconds
+            return True
+        sc.metrics.decisions["otp_invalid"] += 1
+        detail = ("too many failed codes; try again later" if result.check is Check.LOCKED
+                  else "the code is not valid (wrong, expired or already used)")
+        await json_error(send, 401, "otp_invalid", detail, required)
+        return False
 
     async def _answer(self, outcome: policy.Outcome, identity: Identity | None,
                       original: Original, headers: dict[str, str], send: Send, flavour: str,

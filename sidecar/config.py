@@ -90,6 +90,15 @@ class ThrottleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """API clients that log in with a password (``Authorization: Basic``)."""
+
+    otp_header: str = "X-OTP"
+    burst_seconds: int = 30  # a verified code serves further calls with the same credential this long
+    bearer: str = "pass"  # pass | require_otp
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One access rule; the first rule that matches a request decides its level."""
 
@@ -111,6 +120,7 @@ class Config:
     cookie: CookieConfig = field(default_factory=CookieConfig)
     totp: TotpConfig = field(default_factory=TotpConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     prefix: str = "/_2fa"
     allowed_redirect_hosts: tuple[str, ...] = ()
     default_level: str = "optional"
@@ -330,7 +340,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
 
 
 TOP_KEYS = {"server", "primary", "cookie", "totp", "throttle", "secrets", "storage", "prefix",
-            "redirects", "rules", "default_level", "support_contact"}
+            "redirects", "rules", "default_level", "support_contact", "api"}
 
 
 def parse_config(data: Any, environ: dict[str, str] | None = None,
@@ -409,6 +419,17 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         lockout=reader.get(th, "lockout", "throttle.", 900, to_duration(1)),
     )
 
+    a = reader.section(data, "api", "", {"otp_header", "burst_seconds", "bearer"})
+    api = ApiConfig(
+        otp_header=reader.get(a, "otp_header", "api.", "X-OTP", to_str),
+        burst_seconds=reader.get(a, "burst_seconds", "api.", 30, to_duration(0)),
+        bearer=reader.get(a, "bearer", "api.", "pass", to_choice("pass", "require_otp")),
+    )
+    if not re.fullmatch(r"[A-Za-z0-9-]+", api.otp_header):
+        reader.problem("api.otp_header", "must be a header name (letters, digits and -)")
+    if api.burst_seconds > 300:
+        reader.problem("api.burst_seconds", "must be at most 300 seconds")
+
     sec = reader.section(data, "secrets", "", {"signing_keys", "signing_keys_file", "hash_key",
                                                "hash_key_file"})
     signing_keys = _secret_values(reader, sec, "signing_keys", ENV_SIGNING_KEYS, many=True)
@@ -434,6 +455,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         cookie=cookie,
         totp=totp,
         throttle=throttle,
+        api=api,
         prefix=reader.get(data, "prefix", "", "/_2fa", to_prefix),
         allowed_redirect_hosts=tuple(h.lower() for h in allowed_hosts),
         default_level=reader.get(data, "default_level", "", "optional",

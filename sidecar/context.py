@@ -61,7 +61,10 @@ class Sidecar:
         return credential(headers, self.own_cookies, self.config.primary.session_cookies)
 
     def fingerprint(self, cred: Credential) -> str:
-        return cookies.fingerprint(self.config.hash_key, cred.key)
+        return self.fingerprint_of(cred.key)
+
+    def fingerprint_of(self, key: str) -> str:
+        return cookies.fingerprint(self.config.hash_key, key)
 
     async def identity(self, headers: dict[str, str], cred: Credential,
                        trusted: bool) -> Identity | None:

@@ -19,6 +19,7 @@ from sidecar.config import Rule
 class Outcome(enum.Enum):
     ALLOW = "allow"
     CHALLENGE = "challenge"  # enrolled, not yet verified in this app session
+    OTP = "otp"  # an API client with a password: a code must come in the X-OTP header
     ENROLL = "enroll"  # 2FA required by a rule, user not enrolled
     DENY = "deny"
 
@@ -29,6 +30,8 @@ class Facts:
     user: str | None  # None: no primary session (anonymous)
     enrolled: bool = False
     verified: bool = False  # a valid 2FA cookie for this user and this app session
+    credential: str = "session"  # session (cookies) | basic | bearer (the Authorization scheme)
+    bearer_passes: bool = True  # api.bearer: pass
 
 
 def decide(facts: Facts) -> Outcome:
@@ -38,7 +41,11 @@ def decide(facts: Facts) -> Outcome:
     if facts.level == "bypass" or facts.user is None:
         return Outcome.ALLOW  # anonymous: the app shows its own login
     if facts.enrolled:
-        return Outcome.ALLOW if facts.verified else Outcome.CHALLENGE
+        if facts.verified:
+            return Outcome.ALLOW
+        if facts.credential == "bearer":
+            return Outcome.ALLOW if facts.bearer_passes else Outcome.OTP
+        return Outcome.OTP if facts.credential == "basic" else Outcome.CHALLENGE
     if facts.level == "required":
         return Outcome.ENROLL
     return Outcome.ALLOW

@@ -121,3 +121,19 @@ def test_level_for(host: str, path: str, method: str, user: str | None, expected
 
 def test_default_level_applies_when_nothing_matches() -> None:
     assert level_for((), "required", "app.test", "/", "GET", "alice") == "required"
+
+
+@pytest.mark.parametrize(
+    ("credential", "bearer_passes", "verified", "expected"),
+    [
+        ("basic", True, False, Outcome.OTP),
+        ("basic", True, True, A),
+        ("bearer", True, False, A),
+        ("bearer", False, False, Outcome.OTP),
+        ("session", True, False, C),
+    ],
+)
+def test_api_clients(credential: str, bearer_passes: bool, verified: bool, expected: Outcome) -> None:
+    facts = Facts("optional", "alice", True, verified, credential, bearer_passes)
+    assert decide(facts) is expected
+    assert decide(Facts("optional", "alice", False, False, credential, bearer_passes)) is A
