@@ -166,19 +166,21 @@ class ForwardAuth:
         if outcome is policy.Outcome.DENY:
             await json_error(send, 403, "forbidden", "access to this resource is denied")
             return
-        page = "challenge" if outcome is policy.Outcome.CHALLENGE else "enroll"
+        challenge = outcome is policy.Outcome.CHALLENGE
+        page = "challenge" if challenge else "enroll"
+        error = "2fa_required" if challenge else "2fa_enrollment_required"
         if wants_html(headers.get("accept", "")):
             location = (f"{original.scheme}://{original.host}{self.prefix}/{page}"
                         f"?rd={quote(original.url, safe='')}").encode()
             if flavour == NGINX:
-                await json_error(send, 401, "2fa_required", "two-factor authentication required",
+                await json_error(send, 401, error, f"open {self.prefix}/{page} in a browser",
                                  [(b"location", location)])
             else:
                 await respond(send, 302, [(b"location", location)])
             return
-        if outcome is policy.Outcome.CHALLENGE:
-            await json_error(send, 401, "2fa_required",
+        if challenge:
+            await json_error(send, 401, error,
                              f"open {self.prefix}/challenge in a browser to enter a code")
         else:
-            await json_error(send, 401, "2fa_enrollment_required",
+            await json_error(send, 401, error,
                              f"two-factor authentication must be set up at {self.prefix}/settings")

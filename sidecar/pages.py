@@ -187,6 +187,7 @@ class Pages:
         elif user.locked_until > self.sc.clock():
             error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
         return self.render(visit, "challenge.html", status, rd=rd, mode=mode, error=error,
+                           digits=self.sc.config.totp.digits,
                            switch_url=f"{self.prefix}/challenge?" + urlencode(
                                {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}))
 

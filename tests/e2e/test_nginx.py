@@ -1,0 +1,298 @@
+"""End to end through a real nginx running deploy/nginx: demo app + sidecar + auth_request.
+
+One browser-like client (cookie jar, no automatic redirects) goes through enrollment, the
+challenge, replays and recovery codes; every answer is nginx's, as a user would get it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+import time
+from collections.abc import Iterator
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pyotp
+import pytest
+
+
+class Stack(Protocol):
+    """What the tests use of conftest's ``stack`` fixture."""
+
+    base: str  # http://127.0.0.1:<nginx port>
+    host: str  # 127.0.0.1:<nginx port>
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+API = {"Accept": "application/json"}
+PASS_COOKIE = "totp_sidecar"
+RECOVERY_FORMAT = re.compile(r"^[a-hj-km-np-z2-9]{5}-[a-hj-km-np-z2-9]{5}$")
+
+
+@pytest.fixture()
+def browser(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base, headers=BROWSER, follow_redirects=False,
+                      timeout=10.0) as client:
+        yield client
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def login(client: httpx.Client, user: str) -> None:
+    r = client.post("/login", data={"username": user, "password": f"{user}-password",
+                                    "next": "/"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/"
+    assert client.cookies.get("demo_session"), "the app set no session cookie"
+
+
+def logout(client: httpx.Client) -> None:
+    r = client.post("/logout")
+    assert r.status_code == 303, r.text
+    assert client.cookies.get("demo_session") is None, "the app's logout kept the session"
+
+
+def remote_users(page: str) -> list[str]:
+    """What the demo app says nginx passed as Remote-User (one entry per line shown)."""
+    return [html.unescape(m) for m in re.findall(r"Proxy says: Remote-User = ([^<]*)</p>", page)]
+
+
+def hidden(page: str, name: str) -> str:
+    match = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)">', page)
+    assert match, f"no hidden input {name!r} in the page"
+    return html.unescape(match.group(1))
+
+
+def pass_cookie_set(response: httpx.Response) -> bool:
+    return any(v.startswith(f"{PASS_COOKIE}=") and "Max-Age=0" not in v
+               for v in response.headers.get_list("set-cookie"))
+
+
+def assert_allowed(client: httpx.Client, user: str) -> None:
+    r = client.get("/")
+    assert r.status_code == 200, f"expected the app, got {r.status_code} {r.headers}"
+    assert remote_users(r.text) == [user]
+    assert f"Signed in as {user}" in r.text
+
+
+def assert_challenged(stack: Stack, client: httpx.Client, path: str = "/") -> str:
+    """GET ``path`` as a browser: a 302 from nginx to the challenge page; returns its URL."""
+    r = client.get(path)
+    assert r.status_code == 302, f"expected the challenge redirect, got {r.status_code}"
+    location = r.headers["location"]
+    parts = urlsplit(location)
+    assert (parts.scheme, parts.netloc, parts.path) == ("http", stack.host, "/_2fa/challenge")
+    assert parse_qs(parts.query) == {"rd": [f"{stack.base}{path}"]}
+    assert "no-store" in r.headers.get("cache-control", "")
+    return location
+
+
+def fresh_wrong_code(key: str) -> str:
+    """A 6-digit code that matches none of the steps the sidecar could accept now."""
+    totp = pyotp.TOTP(key)
+    now = time.time()
+    near = {totp.at(now + k * 30) for k in range(-3, 4)}
+    return next(c for c in (f"{n:06d}" for n in range(0, 1_000_000, 7919)) if c not in near)
+
+
+def enroll(client: httpx.Client) -> tuple[str, str, list[str]]:
+    """Turn 2FA on for the signed-in user: (key, the code used, the recovery codes)."""
+    r = client.get("/_2fa/enroll")
+    assert r.status_code == 200, r.text
+    key_match = re.search(r'<code id="secret-key">([A-Z2-7 ]+)</code>', r.text)
+    assert key_match, "no secret key on the enrollment page"
+    key = key_match.group(1).replace(" ", "")
+    assert len(key) == 32
+    code = pyotp.TOTP(key).now()
+    r = client.post("/_2fa/enroll", data={"csrf": hidden(r.text, "csrf"), "code": code, "rd": ""})
+    assert r.status_code == 200, r.text
+    codes_block = re.search(r'<ol class="codes"[^>]*>(.*?)</ol>', r.text, re.S)
+    assert codes_block, "no recovery codes on the page"
+    codes = re.findall(r"<li><code>([^<]+)</code></li>", codes_block.group(1))
+    assert len(codes) == 20 and len(set(codes)) == 20
+    assert all(RECOVERY_FORMAT.match(c) for c in codes), codes
+    assert pass_cookie_set(r), "enrollment must pass this session (2FA cookie)"
+    return key, code, codes
+
+
+def challenge_form(client: httpx.Client, url: str) -> tuple[str, str]:
+    r = client.get(url)
+    assert r.status_code == 200, r.text
+    assert 'action="/_2fa/challenge"' in r.text
+    return hidden(r.text, "csrf"), hidden(r.text, "rd")
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_enroll_challenge_replay_and_recovery(stack: Stack, browser: httpx.Client) -> None:
+    # Signed in, not enrolled: 2FA is optional, the app is reached and sees Remote-User.
+    login(browser, "alice")
+    assert_allowed(browser, "alice")
+
+    # Enrollment through nginx: key and CSRF token from the page, code from the key.
+    key, enroll_code, codes = enroll(browser)
+    assert_allowed(browser, "alice")
+
+    # A new app session must pass the challenge: browsers are sent to it, even when they
+    # claim another original URL; API clients get a JSON 401 and no Location.
+    logout(browser)
+    login(browser, "alice")
+    challenge = assert_challenged(stack, browser)
+    r = browser.get("/", headers={"X-Original-URL": "http://evil.example/",
+                                  "X-Forwarded-Host": "evil.example"})
+    assert r.status_code == 302 and r.headers["location"] == challenge
+    for path in ("/", "/api/data"):
+        r = browser.get(path, headers=API)
+        assert r.status_code == 401, r.text
+        assert r.headers["content-type"].startswith("application/json")
+        assert set(r.json()) == {"error", "detail"}
+        assert r.json()["error"] == "2fa_required"
+        assert r.headers["x-totp-error"] == "2fa_required"
+        assert "location" not in r.headers and "x-otp" not in r.headers
+
+    # A wrong code: 400, no 2FA cookie, still challenged.
+    csrf, rd = challenge_form(browser, challenge)
+    assert rd == f"{stack.base}/"
+    r = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "mode": "totp",
+                                              "code": fresh_wrong_code(key)})
+    assert r.status_code == 400
+    assert "That code is not valid" in r.text
+    assert not pass_cookie_set(r)
+    assert_challenged(stack, browser)
+
+    # The next step's code has not been used (enrollment used the current one): accepted,
+    # back to rd, and the app is reached again.
+    next_code = pyotp.TOTP(key).at(time.time() + 30)
+    assert next_code != enroll_code
+    r = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "mode": "totp",
+                                              "code": next_code})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"{stack.base}/"
+    assert pass_cookie_set(r)
+    assert_allowed(browser, "alice")
+
+    # The same code again, in a new app session: a replay, refused.
+    logout(browser)
+    login(browser, "alice")
+    challenge = assert_challenged(stack, browser)
+    csrf, rd = challenge_form(browser, challenge)
+    r = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "mode": "totp",
+                                              "code": next_code})
+    assert r.status_code == 400, "a used TOTP code was accepted again"
+    assert not pass_cookie_set(r)
+    assert_challenged(stack, browser)
+
+    # A recovery code, upper case without the dash, with an rd to a foreign host (also sent
+    # as a spoofed X-Forwarded-Host, which nginx overwrites): accepted, and rd falls back to /.
+    spoof = {"X-Forwarded-Host": "evil.example"}
+    csrf, rd = challenge_form(browser, "/_2fa/challenge?method=recovery&rd=https://evil.example/")
+    assert rd == "/"
+    recovery = codes[0]
+    r = browser.post("/_2fa/challenge", headers=spoof,
+                     data={"csrf": csrf, "rd": "https://evil.example/", "mode": "recovery",
+                           "code": recovery.replace("-", "").upper()})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/"
+    assert pass_cookie_set(r)
+    assert_allowed(browser, "alice")
+
+    # The same recovery code in a new app session: used up, refused.
+    logout(browser)
+    login(browser, "alice")
+    challenge = assert_challenged(stack, browser)
+    csrf, rd = challenge_form(browser, challenge)
+    r = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "mode": "recovery",
+                                              "code": recovery})
+    assert r.status_code == 400, "a used recovery code was accepted again"
+    assert not pass_cookie_set(r)
+    assert_challenged(stack, browser)
+
+
+def test_spoofed_remote_user_never_reaches_the_app(stack: Stack, browser: httpx.Client) -> None:
+    spoof = {"Remote-User": "mallory", "Remote_User": "mallory", "Remote-Email": "m@evil.example"}
+    # Anonymous: the sidecar lets the request pass with no identity; the app must see none.
+    r = browser.get("/", headers=spoof)
+    assert r.status_code == 200
+    assert "You are not signed in." in r.text
+    assert remote_users(r.text) == []
+    # Signed in as bob (no 2FA): the app sees bob, only bob.
+    login(browser, "bob")
+    r = browser.get("/", headers=spoof)
+    assert r.status_code == 200
+    assert remote_users(r.text) == ["bob"]
+    r = browser.get("/api/data", headers={**spoof, **API})
+    assert r.status_code == 200
+    assert r.json() == {"ok": True, "user": "bob", "remote_user": "bob"}
+
+
+def test_required_rule_sends_to_enrollment(stack: Stack, browser: httpx.Client) -> None:
+    login(browser, "bob")  # 2FA off; /reports has level `required` in the sidecar's config
+    r = browser.get("/reports")
+    assert r.status_code == 302
+    parts = urlsplit(r.headers["location"])
+    assert (parts.netloc, parts.path) == (stack.host, "/_2fa/enroll")
+    assert parse_qs(parts.query) == {"rd": [f"{stack.base}/reports"]}
+    r = browser.get("/reports", headers=API)
+    assert r.status_code == 401
+    assert r.json()["error"] == "2fa_enrollment_required"
+    assert "set up" in r.json()["detail"]
+    assert r.headers["x-totp-error"] == "2fa_enrollment_required"
+    assert_allowed(browser, "bob")  # elsewhere 2FA stays optional
+
+
+def test_password_api_client_needs_x_otp(stack: Stack, browser: httpx.Client) -> None:
+    login(browser, "carol")
+    key, _, _ = enroll(browser)
+    auth = "Basic " + base64.b64encode(b"carol:carol-password").decode()
+    with httpx.Client(base_url=stack.base, headers={**API, "Authorization": auth},
+                      follow_redirects=False, timeout=10.0) as api:
+        r = api.get("/api/data")
+        assert r.status_code == 401
+        assert r.json()["error"] == "otp_required"
+        assert "X-OTP" in r.json()["detail"]
+        assert r.headers["x-otp"] == "required; app"
+        assert r.headers["x-totp-error"] == "otp_required"
+        r = api.get("/api/data", headers={"X-OTP": fresh_wrong_code(key)})
+        assert r.status_code == 401
+        assert r.json()["error"] == "otp_invalid"
+        assert r.headers["x-otp"] == "required; app"
+        code = pyotp.TOTP(key).at(time.time() + 30)  # enrollment used the current step
+        for _ in range(2):  # the second call is within api.burst_seconds of the first
+            r = api.get("/api/data", headers={"X-OTP": code, "Remote-User": "mallory"})
+            assert r.status_code == 200, r.text
+            assert r.json() == {"ok": True, "user": "carol", "remote_user": "carol"}
+
+
+def test_app_errors_pass_through_and_deny_rule(stack: Stack, browser: httpx.Client) -> None:
+    # The app's own 401 is not mistaken for the sidecar's: error_page only catches auth_request.
+    r = browser.get("/api/data", headers=API)
+    assert r.status_code == 401
+    assert r.json() == {"error": "unauthorized"}
+    assert r.headers["www-authenticate"].startswith("Basic")
+    # A deny rule in the sidecar's config: 403 with the JSON body from the 403 location.
+    r = browser.get("/denied", headers=API)
+    assert r.status_code == 403
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json() == {"error": "forbidden", "detail": "access to this resource is denied"}
+    assert r.headers["x-totp-error"] == "forbidden"
+    # /_2fa without the slash is the settings page.
+    r = browser.get("/_2fa")
+    assert r.status_code == 302 and r.headers["location"].endswith("/_2fa/settings")
+
+
+def test_sidecar_down_fails_closed(stack_without_sidecar: Stack) -> None:
+    """No sidecar: protected locations answer 500 and the app is never called."""
+    with httpx.Client(base_url=stack_without_sidecar.base, headers=BROWSER,
+                      follow_redirects=False, timeout=10.0) as client:
+        assert client.get("/").status_code == 500
+        assert client.get("/api/data", headers=API).status_code == 500
+        r = client.post("/login", data={"username": "alice", "password": "alice-password"})
+        assert r.status_code == 500
+        assert "set-cookie" not in r.headers, "the app was reached without the 2FA check"
+        assert client.get("/_2fa/settings").status_code == 502
+        assert client.get("/healthz").text == "ok"  # unprotected locations keep working
