@@ -269,7 +269,7 @@ class DevProxy:
             await self._forward(self.app_url, scope, headers, host, body, identity, cookies, send)
         elif status == 401 and "location" in auth.headers:
             location = auth.headers["location"].encode("latin-1")
-            await send_text(send, 302, "Found", [(b"location", location)])
+            await send_text(send, 302, "Found", [(b"location", location), (b"cache-control", b"no-store")])
         elif status in (401, 403):
             await self._send_denial(auth, send)
         else:

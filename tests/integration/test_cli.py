@@ -1,0 +1,88 @@
+"""The command line, run as an operator runs it: a real process, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from sidecar.config import load_config
+from sidecar.service import TwoFactor
+from sidecar.storage import SQLiteStorage
+from tests.conftest import config_dict
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sidecar", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def write_config(tmp_path: Path, **overrides: object) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, **overrides)))
+    return path
+
+
+def test_check_config_ok(tmp_path: Path) -> None:
+    result = run("check-config", str(write_config(tmp_path)))
+    assert result.returncode == 0 and "OK" in result.stdout
+
+
+def test_check_config_names_every_bad_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, cookie={"max_age": "soon"}, colour="blue",
+                        rules=[{"path_regex": "(", "level": "bypass"}])
+    result = run("check-config", str(path))
+    assert result.returncode == 2
+    for key in ("cookie.max_age", "colour", "rules[0].path_regex"):
+        assert key in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path, secrets={"signing_keys": ["weak"], "hash_key": "h" * 40})
+    result = run("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert "secrets.signing_keys" in result.stderr and "too short" in result.stderr
+
+
+def test_serve_refuses_a_database_in_a_missing_folder(tmp_path: Path) -> None:
+    path = write_config(tmp_path, storage={"sqlite": {"path": str(tmp_path / "no" / "db.sqlite")}})
+    result = run("serve", "--config", str(path))
+    assert result.returncode != 0 and "storage.sqlite.path" in result.stderr
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = run("check-config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+async def enroll_and_lock(path: Path) -> None:
+    config = load_config(path)
+    storage = SQLiteStorage(config.sqlite_path)
+    await storage.open()
+    try:
+        await storage.put_pending("alice", "A" * 32, 2**40, 0)
+        await storage.complete_enrollment("alice", "A" * 32, 1, ["h1", "h2"], 1000)
+        service = TwoFactor(config, storage)
+        for _ in range(config.throttle.max_failures):
+            await service.check("alice", "000000", "192.0.2.1")
+    finally:
+        await storage.close()
+
+
+def test_users_list_show_unlock_reset(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    asyncio.run(enroll_and_lock(path))
+    listed = run("users", "--config", str(path), "list")
+    assert listed.returncode == 0 and "alice: 2FA on" in listed.stdout and "locked until" in listed.stdout
+    assert "2 recovery codes left" in listed.stdout
+    assert run("users", "--config", str(path), "unlock", "alice").returncode == 0
+    assert "locked" not in run("users", "--config", str(path), "show", "alice").stdout
+    assert run("users", "--config", str(path), "unlock", "alice").returncode == 1
+    reset = run("users", "--config", str(path), "reset", "alice")
+    assert reset.returncode == 0 and "removed" in reset.stdout
+    assert "2FA off" in run("users", "--config", str(path), "show", "alice").stdout
+    assert run("users", "--config", str(path), "reset", "alice").returncode == 1
