@@ -54,6 +54,8 @@ def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
         out.append((b"remote-email", identity.email.encode("utf-8")))
     if identity.name:
         out.append((b"remote-name", identity.name.encode("utf-8")))
+    if identity.groups:
+        out.append((b"remote-groups", ",".join(identity.groups).encode("utf-8")))
     return out
 
 
@@ -96,7 +98,7 @@ class ForwardAuth:
         refresh: str | None = None
         item = await sc.verified_pass(headers, cred) if cred.present else None
         if item is not None:
-            identity = Identity(item.user, item.email, item.name)
+            identity = Identity(item.user, item.email, item.name, item.groups)
             if sc.config.primary.resolver == "header":
                 current = await sc.identity(headers, cred, trusted=True)
                 if current is None or current.user != item.user:
@@ -107,7 +109,8 @@ class ForwardAuth:
             identity = await sc.identity(headers, cred, trusted=True)
         user = identity.user if identity else None
         level = policy.level_for(sc.config.rules, sc.config.default_level, original.host,
-                                 original.path, original.method, user, own_prefix=self.prefix)
+                                 original.path, original.method, user, own_prefix=self.prefix,
+                                 groups=identity.groups if identity else ())
         enrolled = verified
         if user is not None and not verified and level in ("optional", "required"):
             enrolled = (await sc.service.cached_state(user)).enrolled

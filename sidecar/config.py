@@ -44,6 +44,7 @@ class HeaderResolverConfig:
     user: str = "Remote-User"
     email: str = "Remote-Email"
     name: str = "Remote-Name"
+    groups: str = "Remote-Groups"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class IntrospectConfig:
     user_key: str = "user"
     email_key: str = "email"
     name_key: str = "name"
+    groups_key: str = "groups"
     cache_seconds: int = 5
     timeout_seconds: float = 3.0
 
@@ -108,6 +110,7 @@ class Rule:
     path_regex: re.Pattern[str] | None = None
     methods: frozenset[str] = frozenset()
     users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +302,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
     if not isinstance(value, list):
         reader.problem("rules", "must be a list of rules")
         return ()
-    allowed = {"host", "hosts", "path", "paths", "path_regex", "methods", "users", "level"}
+    allowed = {"host", "hosts", "path", "paths", "path_regex", "methods", "users", "groups", "level"}
     rules = []
     for index, item in enumerate(value):
         path = f"rules[{index}]."
@@ -328,6 +331,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
             if m.upper() not in _HTTP_METHODS:
                 reader.problem(f"{path}methods", f"{m!r} is not an HTTP method")
         users = reader.get(item, "users", path, NONE, to_str_list)
+        groups = reader.get(item, "groups", path, NONE, to_str_list)
         rules.append(Rule(
             level=level,
             hosts=tuple(h.lower() for h in hosts),
@@ -335,6 +339,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
             path_regex=regex,
             methods=frozenset(m.upper() for m in methods),
             users=frozenset(users),
+            groups=frozenset(groups),
         ))
     return tuple(rules)
 
@@ -364,15 +369,17 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     )
 
     p = reader.section(data, "primary", "", {"resolver", "session_cookies", "header", "introspect"})
-    h = reader.section(p, "header", "primary.", {"user", "email", "name"})
+    h = reader.section(p, "header", "primary.", {"user", "email", "name", "groups"})
     i = reader.section(p, "introspect", "primary.",
-                       {"url", "user_key", "email_key", "name_key", "cache_seconds", "timeout_seconds"})
+                       {"url", "user_key", "email_key", "name_key", "groups_key", "cache_seconds",
+                        "timeout_seconds"})
     resolver = reader.get(p, "resolver", "primary.", "introspect", to_choice("introspect", "header"))
     introspect = IntrospectConfig(
         url=reader.get(i, "url", "primary.introspect.", "", to_url),
         user_key=reader.get(i, "user_key", "primary.introspect.", "user", to_str),
         email_key=reader.get(i, "email_key", "primary.introspect.", "email", to_str),
         name_key=reader.get(i, "name_key", "primary.introspect.", "name", to_str),
+        groups_key=reader.get(i, "groups_key", "primary.introspect.", "groups", to_str),
         cache_seconds=reader.get(i, "cache_seconds", "primary.introspect.", 5, to_int(0, 300)),
         timeout_seconds=float(reader.get(i, "timeout_seconds", "primary.introspect.", 3, to_int(1, 60))),
     )
@@ -385,6 +392,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
             user=reader.get(h, "user", "primary.header.", "Remote-User", to_str),
             email=reader.get(h, "email", "primary.header.", "Remote-Email", to_str),
             name=reader.get(h, "name", "primary.header.", "Remote-Name", to_str),
+            groups=reader.get(h, "groups", "primary.header.", "Remote-Groups", to_str),
         ),
         introspect=introspect,
     )

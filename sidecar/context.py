@@ -99,7 +99,7 @@ class Sidecar:
     def new_pass(self, identity: Identity, cred: Credential, generation: int) -> str:
         now = int(self.clock())
         return self.codec.dumps(Pass(identity.user, self.fingerprint(cred), now, now, generation,
-                                     identity.email, identity.name))
+                                     identity.email, identity.name, identity.groups))
 
     def refreshed(self, item: Pass) -> str | None:
         """A re-signed cookie with a new last-seen time, when an idle timeout needs it."""
@@ -107,7 +107,7 @@ class Sidecar:
         if not self.config.cookie.idle_timeout or now - item.seen_at < REFRESH_AFTER:
             return None
         return self.codec.dumps(Pass(item.user, item.fingerprint, item.issued_at, now,
-                                     item.generation, item.email, item.name))
+                                     item.generation, item.email, item.name, item.groups))
 
     def set_cookie(self, value: str, secure: bool) -> str:
         settings = self.config.cookie

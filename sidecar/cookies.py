@@ -35,6 +35,7 @@ class Pass:
     generation: int
     email: str = ""
     name: str = ""
+    groups: tuple[str, ...] = ()
 
 
 def fingerprint(key: str, credential: str) -> str:
@@ -52,7 +53,7 @@ class PassCodec:
 
     def dumps(self, item: Pass) -> str:
         payload = [item.user, item.fingerprint, item.issued_at, item.seen_at, item.generation,
-                   item.email, item.name]
+                   item.email, item.name, list(item.groups)]
         return str(self._serializer.dumps(payload))
 
     def loads(self, value: str) -> Pass | None:
@@ -72,15 +73,17 @@ class PassCodec:
             data = self._serializer.loads(value)
         except (BadSignature, ValueError, TypeError, UnicodeError):
             return None
-        if not (isinstance(data, list) and len(data) == 7):
+        if not (isinstance(data, list) and len(data) == 8):
             return None
-        user, fp, issued, seen, generation, email, name = data
+        user, fp, issued, seen, generation, email, name, groups = data
         if not all(isinstance(s, str) for s in (user, fp, email, name)) or not user:
+            return None
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             return None
         numbers = (issued, seen, generation)
         if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
             return None
-        return Pass(user, fp, issued, seen, generation, email, name)
+        return Pass(user, fp, issued, seen, generation, email, name, tuple(groups))
 
 
 def pass_is_fresh(item: Pass, now: float, max_age: int, idle_timeout: int) -> bool:

@@ -102,7 +102,8 @@ def _path_matches(prefix: str, path: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-def rule_matches(rule: Rule, host: str, path: str, method: str, user: str | None) -> bool:
+def rule_matches(rule: Rule, host: str, path: str, method: str, user: str | None,
+                 groups: tuple[str, ...] = ()) -> bool:
     hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if rule.hosts and not any(_host_matches(h, hostname) for h in rule.hosts):
         return False
@@ -110,13 +111,15 @@ def rule_matches(rule: Rule, host: str, path: str, method: str, user: str | None
         return False
     if rule.users and (user is None or user not in rule.users):
         return False
+    if rule.groups and (user is None or rule.groups.isdisjoint(groups)):
+        return False
     if rule.paths and not any(_path_matches(p, path) for p in rule.paths):
         return False
     return not (rule.path_regex is not None and not rule.path_regex.search(path))
 
 
 def level_for(rules: tuple[Rule, ...], default: str, host: str, raw_path: str, method: str,
-              user: str | None, own_prefix: str = "") -> str:
+              user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> str:
     """The level of the first matching rule; a path that cannot be normalized is denied.
 
     The sidecar's own pages (``own_prefix``) are always reachable: they do their own checks.
@@ -128,6 +131,6 @@ def level_for(rules: tuple[Rule, ...], default: str, host: str, raw_path: str, m
         return "bypass"
     host = host.lower()
     for rule in rules:
-        if rule_matches(rule, host, path, method, user):
+        if rule_matches(rule, host, path, method, user, groups):
             return rule.level
     return default

@@ -23,6 +23,7 @@ from sidecar.errors import UpstreamUnavailable
 log = logging.getLogger("sidecar.primary")
 CACHE_LIMIT = 50_000
 MAX_USER_LENGTH = 256
+MAX_GROUPS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class Identity:
     user: str
     email: str = ""
     name: str = ""
+    groups: tuple[str, ...] = ()
 
 
 def parse_cookies(header: str) -> dict[str, str]:
@@ -79,6 +81,13 @@ def _clean(value: Any) -> str:
     return text
 
 
+def _groups(value: Any) -> tuple[str, ...]:
+    """Groups from a JSON list or a comma-separated string; junk entries are dropped."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    cleaned = (_clean(item) for item in items[:MAX_GROUPS])
+    return tuple(sorted({g for g in cleaned if g and "," not in g}))
+
+
 def _dig(data: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(data, dict):
@@ -106,7 +115,8 @@ class HeaderResolver:
         if not user:
             return None
         return Identity(user, _clean(headers.get(self.names.email.lower(), "")),
-                        _clean(headers.get(self.names.name.lower(), "")))
+                        _clean(headers.get(self.names.name.lower(), "")),
+                        _groups(headers.get(self.names.groups.lower(), "")))
 
     async def aclose(self) -> None:
         return None
@@ -177,7 +187,8 @@ class IntrospectResolver:
         if not user:
             return None
         return Identity(user, _clean(_dig(data, self.settings.email_key)),
-                        _clean(_dig(data, self.settings.name_key)))
+                        _clean(_dig(data, self.settings.name_key)),
+                        _groups(_dig(data, self.settings.groups_key)))
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -36,6 +36,8 @@ DEMO_USERS: dict[str, tuple[str, str, str]] = {
     "bob": ("bob-password", "bob@example.com", "Bob Example"),
     "carol": ("carol-password", "carol@example.com", "Carol Example"),
 }
+#: Groups the app reports in /api/me (the sidecar's rules may match on them).
+DEMO_GROUPS: dict[str, list[str]] = {"alice": ["staff"], "bob": ["staff"], "carol": ["admins"]}
 
 _NO_STORE = {"Cache-Control": "no-store"}
 _UNAUTHORIZED_HEADERS = {**_NO_STORE, "WWW-Authenticate": 'Basic realm="demo", charset="UTF-8"'}
@@ -172,7 +174,7 @@ def _page(title: str, template: Template, status_code: int = 200, **context: Any
 
 def _user_json(username: str) -> dict[str, Any]:
     _, email, name = DEMO_USERS[username]
-    return {"user": username, "email": email, "name": name}
+    return {"user": username, "email": email, "name": name, "groups": DEMO_GROUPS[username]}
 
 
 def _form_str(form: Any, key: str) -> str:

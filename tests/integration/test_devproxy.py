@@ -321,7 +321,8 @@ def test_demo_api_me_with_cookie(demo: httpx.Client) -> None:
     login(demo, "bob")
     response = demo.get("/api/me")
     assert response.status_code == 200
-    assert response.json() == {"user": "bob", "email": "bob@example.com", "name": "Bob Example"}
+    assert response.json() == {"user": "bob", "email": "bob@example.com", "name": "Bob Example",
+                               "groups": ["staff"]}
 
 
 def test_demo_api_me_with_basic(demo: httpx.Client) -> None:

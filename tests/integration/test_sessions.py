@@ -124,3 +124,18 @@ async def test_migrations_are_versioned_and_applied_once(env: Env) -> None:
     await env.sidecar.sidecar.storage.close()
     await env.sidecar.sidecar.storage.open()  # a restart applies nothing twice
     assert (await env.sidecar.sidecar.storage.get_user("nobody")).enrolled is False
+
+
+async def test_group_rules_use_the_groups_of_the_app(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, rules=[{"groups": ["admins"], "level": "required"}])
+    async for env in start_env(config, clock):
+        carol = env.browser()
+        await carol.login("carol")  # the demo app puts carol in "admins"
+        response = await carol.auth("/")
+        assert response.status_code == 401 and "/_2fa/enroll" in response.headers["location"]
+        await carol.enroll()
+        allowed = await carol.auth("/")
+        assert allowed.status_code == 200 and allowed.headers["remote-groups"] == "admins"
+        alice = env.browser()
+        await alice.login("alice")
+        assert (await alice.auth("/")).headers["remote-groups"] == "staff"

@@ -137,3 +137,10 @@ def test_api_clients(credential: str, bearer_passes: bool, verified: bool, expec
     facts = Facts("optional", "alice", True, verified, credential, bearer_passes)
     assert decide(facts) is expected
     assert decide(Facts("optional", "alice", False, False, credential, bearer_passes)) is A
+
+
+def test_group_rules() -> None:
+    rules = (Rule("required", groups=frozenset({"admins"})),)
+    assert level_for(rules, "optional", "h", "/", "GET", "carol", groups=("admins", "x")) == "required"
+    assert level_for(rules, "optional", "h", "/", "GET", "alice", groups=("staff",)) == "optional"
+    assert level_for(rules, "optional", "h", "/", "GET", None) == "optional"
