@@ -90,7 +90,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "config.yaml"
         config_path.write_text(yaml.safe_dump({
-            "secrets": {"signing_keys": [secrets.token_urlsafe(48)], "hash_key": secrets.token_urlsafe(48)},
+            "secrets": {"signing_keys": [secrets.token_urlsafe(48)], "hash_key": secrets.token_urlsafe(48),
+                        "encryption_keys": [secrets.token_urlsafe(48)]},
             "storage": {"sqlite": {"path": str(Path(tmp) / "bench.db")}},
             "primary": {"session_cookies": ["sessionid"],
                         "introspect": {"url": "http://127.0.0.1:9/never-called"}},

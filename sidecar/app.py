@@ -15,6 +15,7 @@ from starlette.routing import Route
 from sidecar.authz import FORWARD, NGINX, ForwardAuth
 from sidecar.config import Config
 from sidecar.context import Sidecar
+from sidecar.crypto import SecretUnreadable
 from sidecar.errors import StorageUnavailable, UpstreamUnavailable
 from sidecar.pages import Pages
 
@@ -74,7 +75,8 @@ class SidecarApp:
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                     Route("/metrics", self.metrics), *pages.routes()],
             exception_handlers={StorageUnavailable: self.unavailable,
-                                UpstreamUnavailable: self.unavailable},
+                                UpstreamUnavailable: self.unavailable,
+                                SecretUnreadable: self.unavailable},
             lifespan=self.lifespan,
         )
         self.pages_app = SecurityHeaders(self.starlette,

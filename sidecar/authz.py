@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from sidecar import policy
 from sidecar.context import Sidecar, scope_headers
+from sidecar.crypto import SecretUnreadable
 from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
 from sidecar.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.primary import Identity
@@ -84,7 +85,7 @@ class ForwardAuth:
             return
         try:
             await self._decide(scope, headers, original, send, flavour)
-        except (StorageUnavailable, UpstreamUnavailable) as exc:
+        except (StorageUnavailable, UpstreamUnavailable, SecretUnreadable) as exc:
             log.error("forward-auth cannot decide: %s", exc)
             sc.metrics.decisions["unavailable"] += 1
             await json_error(send, 503, "unavailable", "the 2FA service cannot decide right now")

@@ -85,6 +85,9 @@ async def _users(config: Config, action: str, user_id: str | None) -> int:
         user = await storage.get_user(user_id)
         if action == "show":
             print(_describe(user, when))
+            for event in await storage.events(user_id, 10):
+                print(f"  {when(event.at)}  {event.event:<20} from {event.client or '-'}"
+                      + "".join(f"  {k}={v}" for k, v in sorted(event.detail.items())))
             return 0
         if action == "reset":
             if not await service.disable(user_id, actor="admin"):
@@ -93,13 +96,38 @@ async def _users(config: Config, action: str, user_id: str | None) -> int:
             print(f"{user_id}: 2FA removed; every 2FA cookie of this user has ended."
                   " The user can set it up again.")
             return 0
-        if not await storage.unlock(user_id):
+        if not await service.unlock(user_id):
             print(f"{user_id}: was not locked")
             return 1
         print(f"{user_id}: unlocked")
         return 0
     finally:
         await storage.close()
+
+
+async def _rotate(config: Config) -> int:
+    from sidecar.service import TwoFactor
+
+    storage = SQLiteStorage(config.sqlite_path)
+    await storage.open()
+    try:
+        done, current = await TwoFactor(config, storage).rotate_keys()
+    finally:
+        await storage.close()
+    print(f"re-encrypted {done} secret(s) under the newest key; {current} already were."
+          " The older keys can now be removed from secrets.encryption_keys.")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from sidecar.crypto import SecretUnreadable
+
+    config = _load(args.config)
+    try:
+        return asyncio.run(_rotate(config))
+    except (StorageUnavailable, SecretUnreadable) as exc:
+        print(f"totp-sidecar: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -136,6 +164,11 @@ def parser() -> argparse.ArgumentParser:
                        ("unlock", "lift a lockout after too many failed codes")):
         users_sub.add_parser(name, help=text).add_argument("user")
     users.set_defaults(run=cmd_users, user=None)
+    keys = sub.add_parser("keys", help="encryption keys of the stored TOTP secrets")
+    keys.add_argument("--config", default="config.yaml", help="YAML config file")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    keys_sub.add_parser("rotate", help="re-encrypt every secret under the newest key")
+    keys.set_defaults(run=cmd_keys)
     return top
 
 

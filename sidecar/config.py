@@ -25,6 +25,7 @@ LEVELS = ("bypass", "optional", "required", "deny")
 MIN_KEY_LENGTH = 32
 ENV_SIGNING_KEYS = "TOTP_SIDECAR_SIGNING_KEYS"
 ENV_HASH_KEY = "TOTP_SIDECAR_HASH_KEY"
+ENV_ENCRYPTION_KEYS = "TOTP_SIDECAR_ENCRYPTION_KEYS"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 NONE: tuple[str, ...] = ()
@@ -89,6 +90,7 @@ class ThrottleConfig:
     max_failures: int = 5
     window: int = 300
     lockout: int = 900
+    max_failures_per_client: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class Rule:
 class Config:
     signing_keys: tuple[str, ...]
     hash_key: str
+    encryption_keys: tuple[str, ...]
     sqlite_path: str
     server: ServerConfig = field(default_factory=ServerConfig)
     primary: PrimaryConfig = field(default_factory=PrimaryConfig)
@@ -420,11 +423,14 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     if ":" in totp.issuer:
         reader.problem("totp.issuer", "must not contain ':' (it separates issuer and account)")
 
-    th = reader.section(data, "throttle", "", {"max_failures", "window", "lockout"})
+    th = reader.section(data, "throttle", "", {"max_failures", "window", "lockout",
+                                               "max_failures_per_client"})
     throttle = ThrottleConfig(
         max_failures=reader.get(th, "max_failures", "throttle.", 5, to_int(1, 1000)),
         window=reader.get(th, "window", "throttle.", 300, to_duration(1)),
         lockout=reader.get(th, "lockout", "throttle.", 900, to_duration(1)),
+        max_failures_per_client=reader.get(th, "max_failures_per_client", "throttle.", 20,
+                                           to_int(1, 100_000)),
     )
 
     a = reader.section(data, "api", "", {"otp_header", "burst_seconds", "bearer"})
@@ -439,9 +445,11 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         reader.problem("api.burst_seconds", "must be at most 300 seconds")
 
     sec = reader.section(data, "secrets", "", {"signing_keys", "signing_keys_file", "hash_key",
-                                               "hash_key_file"})
+                                               "hash_key_file", "encryption_keys",
+                                               "encryption_keys_file"})
     signing_keys = _secret_values(reader, sec, "signing_keys", ENV_SIGNING_KEYS, many=True)
     hash_keys = _secret_values(reader, sec, "hash_key", ENV_HASH_KEY, many=False)
+    encryption_keys = _secret_values(reader, sec, "encryption_keys", ENV_ENCRYPTION_KEYS, many=True)
 
     st = reader.section(data, "storage", "", {"sqlite"})
     sq = reader.section(st, "sqlite", "storage.", {"path"})
@@ -457,6 +465,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     config = Config(
         signing_keys=signing_keys,
         hash_key=hash_keys[0] if hash_keys else "",
+        encryption_keys=encryption_keys,
         sqlite_path=sqlite_path,
         server=server,
         primary=primary,

@@ -3,6 +3,7 @@
 Depends only on the Storage interface, the config and an injected clock. Keeps a brief
 in-memory cache of each user's enrollment state (enrolled? which generation?) so the hot
 path does not read storage on every request; changes made here update it at once.
+TOTP secrets are sealed (AES-GCM, bound to the user) before they reach storage.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from sidecar import recovery, totp
 from sidecar.config import Config
+from sidecar.crypto import SecretBox
 from sidecar.errors import StorageUnavailable
-from sidecar.storage import Storage, UserState
+from sidecar.storage import Event, Storage, UserState
 
 log = logging.getLogger("sidecar.audit")
 
@@ -52,13 +55,18 @@ class TwoFactor:
         self.config = config
         self.storage = storage
         self.clock = clock
+        self.box = SecretBox(config.encryption_keys)
         self.params = totp.TotpParams(config.totp.digits, config.totp.period,
                                       config.totp.algorithm, config.totp.skew)
         self._states: dict[str, CachedState] = {}
 
     # -- the hot path's view ------------------------------------------------------------
     async def cached_state(self, user_id: str) -> CachedState:
-        """Enrollment state from a cache of a few seconds, read from storage when stale."""
+        """Enrollment state from a cache of a few seconds, read from storage when stale.
+
+        While storage is down, what was last known stays in force (fail static); a user
+        never seen before cannot be decided (StorageUnavailable).
+        """
         now = time.monotonic()
         state = self._states.get(user_id)
         if state is not None and now - state.fetched_at < STATE_CACHE_SECONDS:
@@ -68,7 +76,7 @@ class TwoFactor:
         except StorageUnavailable:
             if state is None:
                 raise
-            return state  # fail static: what we last knew stays in force while storage is down
+            return state
         return self._remember(user, now)
 
     def _remember(self, user: UserState, now: float | None = None) -> CachedState:
@@ -87,15 +95,27 @@ class TwoFactor:
         self._remember(user)
         return user
 
+    # -- audit --------------------------------------------------------------------------
+    async def audit(self, event: str, user_id: str, client: str, level: int = logging.INFO,
+                    **detail: Any) -> None:
+        """One audit event: a JSON log line (sidecar.audit) and a row in the events table.
+
+        Callers pass names and counts only: never a secret, a code or a cookie value.
+        """
+        log.log(level, event.replace("_", " "),
+                extra={"event": event, "user": user_id, "client": client, **detail})
+        await self.storage.add_event(Event(int(self.clock()), event, user_id, client, detail))
+
     # -- enrollment ---------------------------------------------------------------------
     async def pending_secret(self, user_id: str) -> str:
         """The secret being enrolled: the same one on reload until it expires."""
         now = int(self.clock())
-        existing = await self.storage.pending_secret(user_id, now)
-        if existing is not None:
-            return existing
-        expires = now + self.config.totp.enrollment_timeout
-        return await self.storage.put_pending(user_id, totp.new_secret(), expires, now)
+        sealed = await self.storage.pending_secret(user_id, now)
+        if sealed is None:
+            expires = now + self.config.totp.enrollment_timeout
+            fresh = self.box.seal(user_id, totp.new_secret())
+            sealed = await self.storage.put_pending(user_id, fresh, expires, now)
+        return self.box.open(user_id, sealed)
 
     async def complete_enrollment(self, user_id: str, code: str,
                                   client: str) -> tuple[CheckResult, list[str], int]:
@@ -104,23 +124,28 @@ class TwoFactor:
         Returns the result, the new recovery codes (shown once) and the new generation.
         """
         now = int(self.clock())
-        user = await self.storage.get_user(user_id)
-        if user.locked_until > now:
-            return CheckResult(Check.LOCKED, locked_until=user.locked_until), [], 0
-        secret = await self.storage.pending_secret(user_id, now)
-        step = None if secret is None else totp.match_step(secret, code, now, self.params)
-        if secret is None or step is None:
+        blocked = await self._blocked(await self.storage.get_user(user_id), client, now)
+        if blocked is not None:
+            return blocked, [], 0
+        sealed = await self.storage.pending_secret(user_id, now)
+        step = None
+        if sealed is not None:
+            step = totp.match_step(self.box.open(user_id, sealed), code, now, self.params)
+        if sealed is None or step is None:
             return await self._failed(user_id, client, now), [], 0
         codes = recovery.new_codes()
-        hashes = [recovery.code_hash(self.config.hash_key, user_id, recovery.normalize(c) or "")
-                  for c in codes]
-        generation = await self.storage.complete_enrollment(user_id, secret, step, hashes, now)
+        generation = await self.storage.complete_enrollment(
+            user_id, sealed, step, self._hashes(user_id, codes), now)
         if generation is None:
             return CheckResult(Check.INVALID), [], 0
         await self.storage.clear_failures(user_id)
         self.forget(user_id)
-        log.info("2fa enabled", extra={"event": "enabled", "user": user_id, "client": client})
+        await self.audit("enabled", user_id, client)
         return CheckResult(Check.OK, recovery_left=len(codes)), codes, generation
+
+    def _hashes(self, user_id: str, codes: list[str]) -> list[str]:
+        return [recovery.code_hash(self.config.hash_key, user_id, recovery.normalize(c) or "")
+                for c in codes]
 
     # -- codes --------------------------------------------------------------------------
     async def check(self, user_id: str, text: str, client: str,
@@ -130,53 +155,78 @@ class TwoFactor:
         user = await self.storage.get_user(user_id)
         if not user.enrolled or user.secret is None:
             return CheckResult(Check.NOT_ENROLLED)
-        if user.locked_until > now:
-            return CheckResult(Check.LOCKED, locked_until=user.locked_until)
+        blocked = await self._blocked(user, client, now)
+        if blocked is not None:
+            return blocked
         digits = totp.parse_code(text, self.params.digits)
         if digits is not None:
-            step = totp.match_step(user.secret, digits, now, self.params, after_step=user.last_step)
+            secret = self.box.open(user_id, user.secret)
+            step = totp.match_step(secret, digits, now, self.params, after_step=user.last_step)
             if step is not None and await self.storage.use_step(user_id, user.secret, step):
                 await self.storage.clear_failures(user_id)
-                log.info("challenge passed", extra={"event": "challenge_passed", "user": user_id,
-                                                    "client": client, "method": "totp"})
+                await self.audit("challenge_passed", user_id, client, method="totp")
                 return CheckResult(Check.OK, recovery_left=user.recovery_left)
         elif allow_recovery and (normalized := recovery.normalize(text)) is not None:
             digest = recovery.code_hash(self.config.hash_key, user_id, normalized)
             if await self.storage.use_recovery_code(user_id, digest, now):
                 await self.storage.clear_failures(user_id)
                 left = (await self.storage.get_user(user_id)).recovery_left
-                log.info("recovery code used", extra={"event": "recovery_code_used",
-                                                      "user": user_id, "client": client,
-                                                      "remaining": left})
+                await self.audit("recovery_code_used", user_id, client, remaining=left)
                 return CheckResult(Check.OK, used_recovery=True, recovery_left=left)
         return await self._failed(user_id, client, now)
 
+    async def _blocked(self, user: UserState, client: str, now: int) -> CheckResult | None:
+        """LOCKED when the user is locked or this client failed too often lately."""
+        if user.locked_until > now:
+            return CheckResult(Check.LOCKED, locked_until=user.locked_until)
+        limits = self.config.throttle
+        if await self.storage.client_failures(client, now - limits.window) >= \
+                limits.max_failures_per_client:
+            return CheckResult(Check.LOCKED, locked_until=now + limits.window)
+        return None
+
     async def _failed(self, user_id: str, client: str, now: int) -> CheckResult:
         limits = self.config.throttle
-        failures = await self.storage.add_failure(user_id, client, now, limits.window)
-        log.info("code refused", extra={"event": "challenge_failed", "user": user_id,
-                                        "client": client, "failures": failures})
-        if failures >= limits.max_failures:
+        by_user, by_client = await self.storage.add_failure(user_id, client, now, limits.window)
+        await self.audit("challenge_failed", user_id, client, failures=by_user)
+        if by_user >= limits.max_failures:
             until = now + limits.lockout
             await self.storage.lock(user_id, until)
-            log.warning("user locked", extra={"event": "locked", "user": user_id,
-                                              "client": client, "until": until})
+            await self.audit("locked", user_id, client, logging.WARNING, until=until)
             return CheckResult(Check.LOCKED, locked_until=until)
+        if by_client >= limits.max_failures_per_client:
+            await self.audit("client_throttled", user_id, client, logging.WARNING,
+                             failures=by_client)
+            return CheckResult(Check.LOCKED, locked_until=now + limits.window)
         return CheckResult(Check.INVALID)
 
     async def disable(self, user_id: str, actor: str = "user", client: str = "") -> bool:
         changed = await self.storage.disable(user_id)
         self.forget(user_id)
         if changed:
-            log.info("2fa disabled", extra={"event": "disabled" if actor == "user" else "admin_reset",
-                                            "user": user_id, "client": client})
+            await self.audit("disabled" if actor == "user" else "admin_reset", user_id, client)
+        return changed
+
+    async def unlock(self, user_id: str, client: str = "cli") -> bool:
+        changed = await self.storage.unlock(user_id)
+        if changed:
+            await self.audit("unlocked", user_id, client)
         return changed
 
     async def new_recovery_codes(self, user_id: str, client: str) -> list[str]:
         codes = recovery.new_codes()
-        hashes = [recovery.code_hash(self.config.hash_key, user_id, recovery.normalize(c) or "")
-                  for c in codes]
-        await self.storage.replace_recovery_codes(user_id, hashes)
-        log.info("recovery codes regenerated", extra={"event": "codes_regenerated",
-                                                      "user": user_id, "client": client})
+        await self.storage.replace_recovery_codes(user_id, self._hashes(user_id, codes))
+        await self.audit("codes_regenerated", user_id, client)
         return codes
+
+    async def rotate_keys(self) -> tuple[int, int]:
+        """Re-seal every stored secret under the newest key: (re-sealed, already current)."""
+        done = current = 0
+        for table, user_id, sealed in await self.storage.sealed_secrets():
+            if not self.box.needs_reseal(sealed):
+                current += 1
+                continue
+            fresh = self.box.seal(user_id, self.box.open(user_id, sealed))
+            if await self.storage.replace_sealed(table, user_id, sealed, fresh):
+                done += 1
+        return done, current

@@ -8,6 +8,7 @@ the database file cannot both accept the same code.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -49,7 +50,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX failures_user_at ON failures (user_id, at)",
     ),
+    (
+        "CREATE INDEX failures_client_at ON failures (client, at)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            client TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX events_user_at ON events (user_id, at)",
+    ),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    rowcount: int
+    rows: list[Any]
+
+    @property
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: int
+    event: str
+    user_id: str
+    client: str
+    detail: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +112,13 @@ class Storage(Protocol):
     async def use_recovery_code(self, user_id: str, code_hash: str, now: int) -> bool: ...
     async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None: ...
     async def disable(self, user_id: str) -> bool: ...
-    async def add_failure(self, user_id: str, client: str, now: int, window: int) -> int: ...
+    async def add_failure(self, user_id: str, client: str, now: int,
+                          window: int) -> tuple[int, int]: ...
+    async def client_failures(self, client: str, since: int) -> int: ...
+    async def add_event(self, event: Event) -> None: ...
+    async def events(self, user_id: str, limit: int = 50) -> list[Event]: ...
+    async def sealed_secrets(self) -> list[tuple[str, str, str]]: ...
+    async def replace_sealed(self, table: str, user_id: str, old: str, new: str) -> bool: ...
     async def lock(self, user_id: str, until: int) -> None: ...
     async def unlock(self, user_id: str) -> bool: ...
     async def clear_failures(self, user_id: str) -> None: ...
@@ -122,13 +160,20 @@ class SQLiteStorage:
             self._db = None
 
     async def _migrate(self) -> None:
+        """Apply the migrations this file lacks, in one transaction; none when up to date.
+
+        An up-to-date database is only read here, so a read-only file still opens (pages
+        that would write then answer 503).
+        """
         db = self._conn()
+        if await self._version(db) == len(MIGRATIONS):
+            return
         await db.execute("BEGIN IMMEDIATE")
         try:
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            rows = list(await (await db.execute("SELECT version FROM schema_version")).fetchall())
-            version = rows[0][0] if rows else 0
-            if not rows:
+            version = await self._version(db)
+            if version == 0:
+                await db.execute("DELETE FROM schema_version")
                 await db.execute("INSERT INTO schema_version (version) VALUES (0)")
             for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in statements:
@@ -139,6 +184,16 @@ class SQLiteStorage:
             await db.execute("ROLLBACK")
             raise
 
+    @staticmethod
+    async def _version(db: aiosqlite.Connection) -> int:
+        try:
+            rows = list(await (await db.execute("SELECT version FROM schema_version")).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
+        return int(rows[0][0]) if rows else 0
+
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
             raise StorageUnavailable("the database is not open")
@@ -147,23 +202,30 @@ class SQLiteStorage:
         return self._db
 
     async def _run(self, statements: list[tuple[str, tuple[Any, ...]]],
-                   write: bool = True) -> list[aiosqlite.Cursor]:
-        """Run statements as one transaction; any SQLite error becomes StorageUnavailable."""
+                   write: bool = True) -> list[Result]:
+        """Run statements as one transaction; any SQLite error becomes StorageUnavailable.
+
+        Rows are read before COMMIT: a statement left open would hold an old snapshot, and
+        the next write of this connection would fail at once instead of waiting its turn.
+        """
         async with self._lock:
             db = self._conn()
-            cursors = []
+            results = []
             try:
                 await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     for sql, params in statements:
-                        cursors.append(await db.execute(sql, params))
+                        cursor = await db.execute(sql, params)
+                        rows = list(await cursor.fetchall())
+                        results.append(Result(cursor.rowcount, rows))
+                        await cursor.close()
                     await db.execute("COMMIT")
                 except BaseException:
                     await db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"database error: {exc}") from None
-            return cursors
+            return results
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         async with self._lock:
@@ -193,15 +255,15 @@ class SQLiteStorage:
 
     async def put_pending(self, user_id: str, secret: str, expires_at: int, now: int) -> str:
         """Keep ``secret`` pending unless an unexpired one exists; return the one in force."""
-        cursors = await self._run([
+        results = await self._run([
             ("INSERT INTO pending (user_id, secret, expires_at) VALUES (?, ?, ?)"
              " ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret,"
              " expires_at = excluded.expires_at WHERE pending.expires_at <= ?",
              (user_id, secret, expires_at, now)),
             ("SELECT secret FROM pending WHERE user_id = ?", (user_id,)),
         ])
-        row = await cursors[1].fetchone()
-        return str(row[0]) if row else secret
+        current = results[1].scalar
+        return str(current) if current is not None else secret
 
     async def complete_enrollment(self, user_id: str, secret: str, step: int,
                                   code_hashes: list[str], now: int) -> int | None:
@@ -227,28 +289,28 @@ class SQLiteStorage:
                     await db.executemany(
                         "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
                         [(user_id, h) for h in code_hashes])
-                    row = await (await db.execute(
-                        "SELECT generation FROM users WHERE user_id = ?", (user_id,))).fetchone()
+                    rows = list(await (await db.execute(
+                        "SELECT generation FROM users WHERE user_id = ?", (user_id,))).fetchall())
                     await db.execute("COMMIT")
                 except BaseException:
                     await db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"database error: {exc}") from None
-            return int(row[0]) if row else None
+            return int(rows[0][0]) if rows else None
 
     async def use_step(self, user_id: str, secret: str, step: int) -> bool:
-        (cursor,) = await self._run([(
+        (result,) = await self._run([(
             "UPDATE users SET last_step = ? WHERE user_id = ? AND secret = ? AND last_step < ?",
             (step, user_id, secret, step))])
-        return cursor.rowcount == 1
+        return result.rowcount == 1
 
     async def use_recovery_code(self, user_id: str, code_hash: str, now: int) -> bool:
-        (cursor,) = await self._run([(
+        (result,) = await self._run([(
             "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ?"
             " AND used_at IS NULL AND EXISTS (SELECT 1 FROM users WHERE users.user_id = ?"
             " AND users.secret IS NOT NULL)", (now, user_id, code_hash, user_id))])
-        return cursor.rowcount == 1
+        return result.rowcount == 1
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
         statements: list[tuple[str, tuple[Any, ...]]] = [
@@ -259,24 +321,56 @@ class SQLiteStorage:
 
     async def disable(self, user_id: str) -> bool:
         """2FA off: secret and codes gone, generation bumped so every 2FA cookie ends."""
-        cursors = await self._run([
+        results = await self._run([
             ("UPDATE users SET secret = NULL, enabled_at = NULL, generation = generation + 1,"
              " locked_until = 0 WHERE user_id = ? AND secret IS NOT NULL", (user_id,)),
             ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,)),
             ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
         ])
-        return cursors[0].rowcount == 1
+        return results[0].rowcount == 1
 
-    async def add_failure(self, user_id: str, client: str, now: int, window: int) -> int:
-        """Record a failed attempt; the number of failures of this user within ``window``."""
-        cursors = await self._run([
+    async def add_failure(self, user_id: str, client: str, now: int,
+                          window: int) -> tuple[int, int]:
+        """Record a failed attempt; the failures within ``window`` of this user and this client."""
+        results = await self._run([
             ("DELETE FROM failures WHERE at <= ?", (now - max(window, 86400),)),
             ("INSERT INTO failures (user_id, client, at) VALUES (?, ?, ?)", (user_id, client, now)),
             ("SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?", (user_id, now - window)),
+            ("SELECT COUNT(*) FROM failures WHERE client = ? AND at > ?", (client, now - window)),
         ])
-        row = await cursors[2].fetchone()
-        return int(row[0]) if row else 0
+        return int(results[2].scalar or 0), int(results[3].scalar or 0)
+
+    async def client_failures(self, client: str, since: int) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM failures WHERE client = ? AND at > ?",
+                                 (client, since))
+        return int(rows[0][0])
+
+    async def add_event(self, event: Event) -> None:
+        await self._run([("INSERT INTO events (at, event, user_id, client, detail)"
+                          " VALUES (?, ?, ?, ?, ?)",
+                          (event.at, event.event, event.user_id, event.client,
+                           json.dumps(event.detail, sort_keys=True)))])
+
+    async def events(self, user_id: str, limit: int = 50) -> list[Event]:
+        rows = await self._fetch("SELECT at, event, user_id, client, detail FROM events"
+                                 " WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit))
+        return [Event(at, event, user, client, json.loads(detail))
+                for at, event, user, client, detail in rows]
+
+    async def sealed_secrets(self) -> list[tuple[str, str, str]]:
+        """(table, user id, sealed value) of every stored TOTP secret, for key rotation."""
+        rows = await self._fetch(
+            "SELECT 'users', user_id, secret FROM users WHERE secret IS NOT NULL"
+            " UNION ALL SELECT 'pending', user_id, secret FROM pending", ())
+        return [(str(t), str(u), str(s)) for t, u, s in rows]
+
+    async def replace_sealed(self, table: str, user_id: str, old: str, new: str) -> bool:
+        if table not in ("users", "pending"):
+            raise ValueError(table)
+        (result,) = await self._run([(f"UPDATE {table} SET secret = ? WHERE user_id = ?"
+                                      " AND secret = ?", (new, user_id, old))])
+        return result.rowcount == 1
 
     async def lock(self, user_id: str, until: int) -> None:
         await self._run([
@@ -285,11 +379,11 @@ class SQLiteStorage:
              (user_id, until))])
 
     async def unlock(self, user_id: str) -> bool:
-        cursors = await self._run([
+        results = await self._run([
             ("UPDATE users SET locked_until = 0 WHERE user_id = ? AND locked_until > 0", (user_id,)),
             ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
         ])
-        return cursors[0].rowcount == 1
+        return results[0].rowcount == 1
 
     async def clear_failures(self, user_id: str) -> None:
         await self._run([("DELETE FROM failures WHERE user_id = ?", (user_id,))])

@@ -24,6 +24,7 @@ from sidecar.primary import IntrospectResolver
 
 SIGNING_KEY = "k" * 40
 HASH_KEY = "h" * 40
+ENCRYPTION_KEY = "e" * 40
 START = 1_800_000_000.0  # a fixed moment, at the start of a 30 s step
 
 
@@ -43,7 +44,8 @@ def config_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "totp": {"issuer": "Test App"},
         "primary": {"resolver": "introspect", "session_cookies": ["demo_session"],
                     "introspect": {"url": "http://app.test/api/me", "cache_seconds": 5}},
-        "secrets": {"signing_keys": [SIGNING_KEY], "hash_key": HASH_KEY},
+        "secrets": {"signing_keys": [SIGNING_KEY], "hash_key": HASH_KEY,
+                    "encryption_keys": [ENCRYPTION_KEY]},
         "storage": {"sqlite": {"path": str(tmp_path / "sidecar.db")}},
     }
     for key, value in overrides.items():

@@ -39,7 +39,8 @@ def demo_config(app_port: int, db_path: str) -> dict[str, Any]:
             "introspect": {"url": f"http://127.0.0.1:{app_port}/api/me"},
         },
         "secrets": {"signing_keys": [secrets.token_urlsafe(48)],
-                    "hash_key": secrets.token_urlsafe(48)},
+                    "hash_key": secrets.token_urlsafe(48),
+                    "encryption_keys": [secrets.token_urlsafe(48)]},
         "storage": {"sqlite": {"path": db_path}},
         "rules": [
             {"path": "/healthz", "level": "bypass"},

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from sidecar.config import load_config
-from sidecar.service import TwoFactor
+from sidecar import totp
+from sidecar.service import Check, TwoFactor
 from sidecar.storage import SQLiteStorage
 from tests.conftest import config_dict
 
@@ -64,9 +66,13 @@ async def enroll_and_lock(path: Path) -> None:
     storage = SQLiteStorage(config.sqlite_path)
     await storage.open()
     try:
-        await storage.put_pending("alice", "A" * 32, 2**40, 0)
-        await storage.complete_enrollment("alice", "A" * 32, 1, ["h1", "h2"], 1000)
         service = TwoFactor(config, storage)
+        secret = await service.pending_secret("alice")
+        result, codes, _ = await service.complete_enrollment("alice", totp.code_at(secret, time.time()),
+                                                            "192.0.2.1")
+        assert result.check is Check.OK and len(codes) == 20
+        for code in codes[:18]:
+            assert (await service.check("alice", code, "192.0.2.1")).check is Check.OK
         for _ in range(config.throttle.max_failures):
             await service.check("alice", "000000", "192.0.2.1")
     finally:
@@ -80,7 +86,11 @@ def test_users_list_show_unlock_reset(tmp_path: Path) -> None:
     assert listed.returncode == 0 and "alice: 2FA on" in listed.stdout and "locked until" in listed.stdout
     assert "2 recovery codes left" in listed.stdout
     assert run("users", "--config", str(path), "unlock", "alice").returncode == 0
-    assert "locked" not in run("users", "--config", str(path), "show", "alice").stdout
+    shown = run("users", "--config", str(path), "show", "alice").stdout
+    assert "locked until" not in shown.splitlines()[0]
+    for event in ("recovery_code_used", "challenge_failed", "locked", "unlocked"):
+        assert event in shown  # the audit trail, newest first
+    assert all(code not in shown for code in ("000000",))
     assert run("users", "--config", str(path), "unlock", "alice").returncode == 1
     reset = run("users", "--config", str(path), "reset", "alice")
     assert reset.returncode == 0 and "removed" in reset.stdout

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.config import ENV_HASH_KEY, ENV_SIGNING_KEYS, load_config, parse_config
+from sidecar.config import (ENV_ENCRYPTION_KEYS, ENV_HASH_KEY, ENV_SIGNING_KEYS, load_config,
+                            parse_config)
 from sidecar.errors import ConfigError
 
 KEY = "s" * 40
@@ -15,7 +16,7 @@ KEY = "s" * 40
 
 def base(tmp_path: Path) -> dict[str, Any]:
     return {"primary": {"introspect": {"url": "http://127.0.0.1:8000/api/me"}},
-            "secrets": {"signing_keys": [KEY], "hash_key": KEY},
+            "secrets": {"signing_keys": [KEY], "hash_key": KEY, "encryption_keys": [KEY]},
             "storage": {"sqlite": {"path": str(tmp_path / "db.sqlite")}}}
 
 
@@ -52,18 +53,19 @@ def test_secrets_are_required_and_long(tmp_path: Path) -> None:
     del data["secrets"]
     joined = "\n".join(problems(data))
     assert "secrets.signing_keys" in joined and "secrets.hash_key" in joined
-    data["secrets"] = {"signing_keys": ["short"], "hash_key": KEY}
+    assert "secrets.encryption_keys" in joined
+    data["secrets"] = {"signing_keys": ["short"], "hash_key": KEY, "encryption_keys": [KEY]}
     assert any("secrets.signing_keys" in p and "too short" in p for p in problems(data))
 
 
 def test_secrets_from_files_and_environment(tmp_path: Path) -> None:
     (tmp_path / "keys").write_text(f"{'a' * 40}\n{'b' * 40}\n")
     data = base(tmp_path)
-    data["secrets"] = {"signing_keys_file": str(tmp_path / "keys")}
+    data["secrets"] = {"signing_keys_file": str(tmp_path / "keys"), "encryption_keys": [KEY]}
     config = parse_config(data, {ENV_HASH_KEY: "c" * 40})
     assert config.signing_keys == ("a" * 40, "b" * 40)
     assert config.hash_key == "c" * 40
-    data["secrets"] = {}
+    data["secrets"] = {"encryption_keys": [KEY]}
     config = parse_config(data, {ENV_SIGNING_KEYS: f"{'d' * 40},{'e' * 40}", ENV_HASH_KEY: "f" * 40})
     assert config.signing_keys == ("d" * 40, "e" * 40)
 
@@ -75,7 +77,8 @@ def test_secret_given_twice_is_a_problem(tmp_path: Path) -> None:
 
 def test_missing_secret_file_is_named(tmp_path: Path) -> None:
     data = base(tmp_path)
-    data["secrets"] = {"signing_keys_file": "/nonexistent/keys", "hash_key": KEY}
+    data["secrets"] = {"signing_keys_file": "/nonexistent/keys", "hash_key": KEY,
+                       "encryption_keys": [KEY]}
     assert any(p.startswith("secrets.signing_keys_file") for p in problems(data))
 
 
@@ -110,5 +113,6 @@ def test_yaml_errors_and_non_mappings(tmp_path: Path) -> None:
 
 def test_example_config_is_valid() -> None:
     example = Path(__file__).parents[2] / "config.example.yaml"
-    config = load_config(example, {ENV_SIGNING_KEYS: "x" * 40, ENV_HASH_KEY: "y" * 40})
+    config = load_config(example, {ENV_SIGNING_KEYS: "x" * 40, ENV_HASH_KEY: "y" * 40,
+                                   ENV_ENCRYPTION_KEYS: "z" * 40})
     assert config.rules
