@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from sidecar import cookies
 from sidecar.config import Config
+from sidecar.errors import StorageUnavailable
 from sidecar.cookies import Pass, PassCodec
 from sidecar.forwarded import TrustedProxies
 from sidecar.metrics import Metrics
@@ -17,6 +19,7 @@ from sidecar.primary import Credential, Identity, Resolver, credential, make_res
 from sidecar.service import TwoFactor
 from sidecar.storage import SQLiteStorage, Storage
 
+log = logging.getLogger("sidecar")
 REFRESH_AFTER = 60  # seconds between idle-timeout refreshes of a 2FA cookie
 
 
@@ -91,7 +94,13 @@ class Sidecar:
         item = self.read_pass(headers, cred)
         if item is None:
             return None
-        state = await self.service.cached_state(item.user)
+        try:
+            state = await self.service.cached_state(item.user)
+        except StorageUnavailable:
+            # Fail static: a signed, fresh pass bound to this session keeps working while the
+            # database is down; only revocation (which needs the database) waits for it.
+            log.warning("storage unavailable: honouring a valid 2FA cookie without a generation check")
+            return item
         if not state.enrolled or state.generation != item.generation:
             return None
         return item

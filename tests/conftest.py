@@ -10,6 +10,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +157,16 @@ class Env:
 
 async def start_env(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
     demo = create_demo_app()
+    # Each Browser keeps its own cookies: the shared client must store none.
     app_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=demo),
-                                   base_url="http://app.test")
+                                   base_url="http://app.test",
+                                   cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     resolver = IntrospectResolver(config, client=httpx.AsyncClient(
         transport=httpx.ASGITransport(app=demo), base_url="http://app.test"))
     app = create_app(config, resolver=resolver, clock=clock)
     await app.sidecar.storage.open()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test",
+                               cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     try:
         yield Env(app, client, app_client, clock, config)
     finally:
