@@ -1,0 +1,174 @@
+"""A real sidecar process whose SQLite file is deleted, locked or read-only.
+
+Pages answer a clear 503 and nothing half-written remains; a request carrying a valid 2FA
+cookie keeps passing, since the hot path needs no database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from sidecar.config import load_config
+from sidecar.context import Sidecar
+from sidecar.primary import Identity, credential
+from sidecar.service import TwoFactor
+from sidecar.storage import SQLiteStorage
+from tests.conftest import config_dict
+from tests.e2e.conftest import ROOT, free_port
+
+SESSION = "upstream_session=s1"
+
+
+def write_config(tmp: Path, db: Path, port: int) -> Path:
+    data = config_dict(tmp, primary={"resolver": "header", "session_cookies": ["upstream_session"]},
+                       storage={"sqlite": {"path": str(db)}}, server={"port": port})
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def seed(config_path: Path) -> str:
+    """alice enrolled; the Cookie header of her verified browser session."""
+    config = load_config(config_path)
+    storage = SQLiteStorage(config.sqlite_path)
+    await storage.open()
+    try:
+        service = TwoFactor(config, storage)
+        from sidecar import totp
+        secret = await service.pending_secret("alice")
+        result, _, generation = await service.complete_enrollment(
+            "alice", totp.code_at(secret, time.time()), "127.0.0.1")
+        assert result.check.value == "ok"
+        sidecar = Sidecar(config, storage=storage)
+        cred = credential({"cookie": SESSION}, (config.cookie.name,), ("upstream_session",))
+        value = sidecar.new_pass(Identity("alice"), cred, generation)
+        return f"{SESSION}; {config.cookie.name}={value}"
+    finally:
+        await storage.close()
+
+
+def start(config_path: Path, port: int, log: Path, prefix: list[str] | None = None
+          ) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "sidecar", "serve",
+                                 "--config", str(config_path)], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def auth(port: int, cookie: str, user: str = "alice") -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{port}/auth/nginx", timeout=10, headers={
+        "x-original-url": "http://app.test/reports", "accept": "text/html",
+        "remote-user": user, "cookie": cookie})
+
+
+def page(port: int, path: str, cookie: str, user: str = "alice") -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10, headers={
+        "remote-user": user, "cookie": cookie, "accept": "text/html"})
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[int, str, Path, subprocess.Popen[bytes]]]:
+    port = free_port()
+    db = tmp_path / "data" / "sidecar.db"
+    db.parent.mkdir()
+    config_path = write_config(tmp_path, db, port)
+    cookie = asyncio.run(seed(config_path))
+    proc = start(config_path, port, tmp_path / "sidecar.log")
+    try:
+        yield port, cookie, db, proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_database_deleted_while_running(running: tuple[int, str, Path, subprocess.Popen[bytes]]
+                                        ) -> None:
+    port, cookie, db, _ = running
+    assert auth(port, cookie).status_code == 200
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    settings = page(port, "/_2fa/settings", cookie)
+    assert settings.status_code == 503 and "unavailable" in settings.text
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 503
+    assert auth(port, cookie).status_code == 200  # the valid 2FA cookie keeps passing
+    # someone never seen cannot be decided: fail closed
+    assert auth(port, SESSION, user="bob").status_code == 503
+
+
+def test_database_locked_by_another_connection(
+        running: tuple[int, str, Path, subprocess.Popen[bytes]]) -> None:
+    port, cookie, db, _ = running
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        enroll = page(port, "/_2fa/enroll", SESSION, user="bob")  # would write a pending secret
+        assert enroll.status_code == 503 and "Nothing was changed" in enroll.text
+        assert auth(port, cookie).status_code == 200
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    check = sqlite3.connect(db)
+    assert check.execute("SELECT COUNT(*) FROM pending WHERE user_id = 'bob'").fetchone() == (0,)
+    check.close()
+    assert page(port, "/_2fa/enroll", SESSION, user="bob").status_code == 200
+
+
+def test_database_read_only(tmp_path: Path) -> None:
+    """The file and its folder read-only (as on a read-only volume), the server not root-exempt."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("this test needs root and setpriv (util-linux) in CI")
+        pytest.skip("needs root and setpriv to run the server without CAP_DAC_OVERRIDE")
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    config_path = write_config(tmp_path, data / "sidecar.db", port)
+    cookie = asyncio.run(seed(config_path))
+    keep = sqlite3.connect(data / "sidecar.db")  # keeps -wal and -shm in place, as a live server would
+    keep.execute("SELECT COUNT(*) FROM users").fetchall()
+    for item in data.iterdir():
+        item.chmod(0o444)
+    data.chmod(0o555)
+    proc = None
+    try:
+        proc = start(config_path, port, tmp_path / "sidecar.log",
+                     [setpriv, "--bounding-set", "-dac_override,-dac_read_search"])
+        assert auth(port, cookie).status_code == 200
+        assert page(port, "/_2fa/settings", cookie).status_code == 200  # reads still work
+        enroll = page(port, "/_2fa/enroll", SESSION, user="bob")
+        assert enroll.status_code == 503 and "Nothing was changed" in enroll.text
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        data.chmod(0o755)
+        for item in data.iterdir():
+            item.chmod(0o644)
+        keep.close()
+    check = sqlite3.connect(data / "sidecar.db")
+    assert check.execute("SELECT COUNT(*) FROM pending").fetchone() == (0,)
+    check.close()
