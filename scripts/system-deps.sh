@@ -1,16 +1,73 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite drives for real (nginx), when missing.
+# Installs the system packages the test suite drives for real (nginx, caddy), when missing.
 # Runs as root with apt-get (CI, fresh Debian machines); elsewhere it only says what is missing.
+# The tests start their own nginx and caddy on free ports: the packages' services are not
+# started here (a policy-rc.d says no while installing), and a caddy one that runs anyway is
+# stopped. A package that cannot be installed is a note, or an error when CI=true.
 set -euo pipefail
+ci="${CI:-}"
+
+have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
+have_caddy() { command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ]; }
+
 missing=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+have_nginx || missing+=(nginx)
+have_caddy || missing+=(caddy)
 [ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "note: ${missing[*]} not installed; the end-to-end tests that need it will be skipped" >&2
   echo "      (install it, e.g. 'sudo apt-get install ${missing[*]}')" >&2
+  [ "${ci,,}" = true ] && exit 1
+  exit 0
 fi
+
+export DEBIAN_FRONTEND=noninteractive
+# No service starts during the installs (Debian's invoke-rc.d and deb-systemd-invoke ask
+# policy-rc.d; 101 = "not allowed"). An existing policy-rc.d is left as it is.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
+
+apt_install() {  # apt_install PACKAGE...: the first one that apt-get can install
+  local package
+  for package in "$@"; do
+    echo "installing: $package"
+    if apt-get install -y -qq --no-install-recommends "$package" >/dev/null; then
+      return 0
+    fi
+    echo "note: apt-get could not install $package" >&2
+  done
+  return 1
+}
+
+apt-get update -qq
+failed=()
+if ! have_nginx; then
+  apt_install nginx-light nginx || failed+=(nginx)  # nginx-light is gone from newer releases
+fi
+if ! have_caddy; then
+  apt_install caddy || failed+=(caddy)
+fi
+
+# The caddy package enables caddy.service (:80, admin API on localhost:2019). Where a
+# service manager started it anyway, stop it: the tests need neither, and a stray caddy
+# would hold port 2019 for anyone who runs caddy with the admin API on.
+if have_caddy && pgrep -x caddy >/dev/null 2>&1; then
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet caddy 2>/dev/null; then
+    echo "stopping the caddy service (the tests run their own caddy)"
+    systemctl stop caddy || true
+    systemctl disable --quiet caddy 2>/dev/null || true
+  else
+    echo "note: a caddy process is running (not started by this script); the tests do not need it" >&2
+  fi
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "note: ${failed[*]} not installed; the end-to-end tests that need it will be skipped" >&2
+  [ "${ci,,}" = true ] && exit 1
+fi
+exit 0

@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     app = create_app(config)
     uvicorn.run(app, host=args.host or config.server.host, port=args.port or config.server.port,
-                proxy_headers=False, server_header=False, log_level=config.server.log_level,
+                proxy_headers=False, server_header=False, ws="none", log_level=config.server.log_level,
                 access_log=False, lifespan="on")
     return 0
 

@@ -52,7 +52,8 @@ def demo_config(app_port: int, db_path: str) -> dict[str, Any]:
 
 def _server(app: Any, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            proxy_headers=False, server_header=False, access_log=False)
+                            proxy_headers=False, server_header=False, access_log=False,
+                            ws="none")
     return uvicorn.Server(config)
 
 

@@ -66,15 +66,20 @@ def start(config_path: Path, port: int, log: Path, prefix: list[str] | None = No
                                  "--config", str(config_path)], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
 
 
 def auth(port: int, cookie: str, user: str = "alice") -> httpx.Response:
@@ -172,3 +177,19 @@ def test_database_read_only(tmp_path: Path) -> None:
     check = sqlite3.connect(data / "sidecar.db")
     assert check.execute("SELECT COUNT(*) FROM pending").fetchone() == (0,)
     check.close()
+
+
+def test_websocket_upgrade_requests_get_a_decision(
+        running: tuple[int, str, Path, subprocess.Popen[bytes]]) -> None:
+    """Proxies pass Connection: Upgrade to the auth endpoint; it must still decide."""
+    port, cookie, _, _ = running
+    upgrade = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+               "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    ok = httpx.get(f"http://127.0.0.1:{port}/auth/nginx", timeout=10, headers={
+        "x-original-url": "http://app.test/ws", "remote-user": "alice", "cookie": cookie,
+        **upgrade})
+    assert ok.status_code == 200 and ok.headers["remote-user"] == "alice"
+    refused = httpx.get(f"http://127.0.0.1:{port}/auth/forward", timeout=10, headers={
+        "x-forwarded-method": "GET", "x-forwarded-host": "app.test", "x-forwarded-uri": "/ws",
+        "remote-user": "alice", "cookie": SESSION, "accept": "text/html", **upgrade})
+    assert refused.status_code == 302
