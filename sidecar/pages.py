@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import segno
 from starlette.requests import Request
@@ -24,6 +24,7 @@ from sidecar import totp
 from sidecar.context import Sidecar
 from sidecar.cookies import Pass
 from sidecar.forwarded import page_origin, safe_redirect
+from sidecar.policy import level_for
 from sidecar.primary import Credential, Identity
 from sidecar.service import Check, CheckResult
 
@@ -143,6 +144,15 @@ class Pages:
         value = self.sc.new_pass(visit.identity, visit.cred, generation)
         return self.sc.set_cookie(value, self.sc.secure(visit.scheme))
 
+    def requires_2fa(self, visit: Visit, rd: str) -> bool:
+        """Whether the rules require 2FA of this user at ``rd`` (a safe, checked target)."""
+        parts = urlsplit(rd)
+        host = parts.netloc or visit.host
+        level = level_for(self.sc.config.rules, self.sc.config.default_level, host,
+                          parts.path or "/", "GET", visit.user, own_prefix=self.prefix,
+                          groups=visit.identity.groups if visit.identity else ())
+        return level == "required"
+
     def check_message(self, result: CheckResult) -> str:
         if result.check is Check.LOCKED:
             return (f"Too many attempts. Try again after {when(result.locked_until)}, "
@@ -161,6 +171,9 @@ class Pages:
         rd = self.rd(visit, query.get("rd"))
         mode = "recovery" if query.get("method") == "recovery" else "totp"
         user = await self.sc.service.user(visit.user)
+        if not user.enrolled and self.requires_2fa(visit, rd):
+            # a proxy that sends every 401 here (ingress-nginx auth-signin) still reaches set-up
+            return self.go(f"{self.prefix}/enroll?{urlencode({'rd': rd})}")
         if not user.enrolled or visit.verified is not None:
             return self.go(rd)
         error = ""
@@ -199,7 +212,9 @@ class Pages:
         rd = self.rd(visit, request.query_params.get("rd"), "")
         user = await sc.service.user(visit.user)
         if user.enrolled:
-            return self.go(self.prefix + "/settings")
+            if visit.verified is None:
+                return self.go(f"{self.prefix}/challenge?{urlencode({'rd': rd or '/'})}")
+            return self.go(rd or self.prefix + "/settings")
         error = ""
         status = 200
         if request.method == "POST":

@@ -397,3 +397,28 @@ async def test_probes(env: Env) -> None:
     await env.browser().auth()
     metrics = await env.client.get("/metrics")
     assert 'totp_sidecar_decisions_total{outcome="allow"}' in metrics.text
+
+
+async def test_challenge_page_sends_an_unenrolled_user_to_setup_where_required(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """Proxies that send every 401 to the challenge page (ingress-nginx auth-signin) still work."""
+    config = make_config(tmp_path, rules=[{"path": "/admin", "level": "required"}])
+    async for env in start_env(config, clock):
+        browser = env.browser()
+        await browser.login("alice")
+        to_setup = await browser.get("/_2fa/challenge?rd=http://app.test/admin/x")
+        assert to_setup.status_code == 303
+        assert to_setup.headers["location"].startswith("/_2fa/enroll?rd=")
+        elsewhere = await browser.get("/_2fa/challenge?rd=http://app.test/reports")
+        assert elsewhere.headers["location"] == "http://app.test/reports"
+
+
+async def test_enroll_page_of_an_enrolled_unverified_user_goes_to_the_challenge(env: Env) -> None:
+    browser = env.browser()
+    await browser.login("alice")
+    await browser.enroll()
+    await browser.logout()
+    await browser.login("alice")
+    response = await browser.get("/_2fa/enroll?rd=/reports")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/_2fa/challenge?rd=%2Freports"
