@@ -7,6 +7,20 @@
 set -euo pipefail
 ci="${CI:-}"
 
+# PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) for the storage and
+# multi-instance tests. On this project's machines it runs already; a stopped cluster is
+# started. It is never installed here: a new PostgreSQL would not have trust auth.
+postgres_up() { python3 -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null; }
+if ! postgres_up && command -v pg_ctlcluster >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    echo "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+fi
+if ! postgres_up; then
+  echo "note: no PostgreSQL at 127.0.0.1:5432; its tests will be skipped (they fail when CI=true)" >&2
+fi
+
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 have_caddy() { command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ]; }
 

@@ -17,6 +17,7 @@ from sidecar.config import Config
 from sidecar.context import Sidecar
 from sidecar.crypto import SecretUnreadable
 from sidecar.errors import StorageUnavailable, UpstreamUnavailable
+from sidecar.metrics import CONTENT_TYPE
 from sidecar.pages import Pages
 
 log = logging.getLogger("sidecar")
@@ -115,8 +116,7 @@ class SidecarApp:
         return PlainTextResponse("ready")
 
     async def metrics(self, request: Request) -> Response:
-        return PlainTextResponse(self.sidecar.metrics.render(),
-                                 media_type="text/plain; version=0.0.4")
+        return Response(self.sidecar.metrics.render(), media_type=CONTENT_TYPE)
 
     async def unavailable(self, request: Request, exc: Exception) -> Response:
         log.error("page unavailable: %s", exc)

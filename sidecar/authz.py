@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
@@ -25,23 +27,32 @@ log = logging.getLogger("sidecar.authz")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 NO_STORE = [(b"cache-control", b"no-store, private"), (b"vary", b"Cookie, Authorization")]
+ANSWER_CACHE_SECONDS = 1.0
+ANSWER_CACHE_LIMIT = 20_000
 NGINX = "nginx"
 FORWARD = "forward"
 
 
-async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]],
-                  body: bytes = b"") -> None:
-    headers = headers + NO_STORE + [(b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A forward-auth response: status, headers, body."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    body: bytes = b""
+
+    async def send(self, send: Send) -> None:
+        headers = [*self.headers, *NO_STORE, (b"content-length", str(len(self.body)).encode())]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
-async def json_error(send: Send, status: int, error: str, detail: str,
-                     extra: list[tuple[bytes, bytes]] | None = None) -> None:
+def json_error(status: int, error: str, detail: str,
+               extra: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
     """A JSON error; its code also travels in ``X-Totp-Error`` for proxies that drop bodies."""
     body = json.dumps({"error": error, "detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"x-totp-error", error.encode())]
-    await respond(send, status, headers + (extra or []), body)
+    return Answer(status, ((b"content-type", b"application/json"),
+                           (b"x-totp-error", error.encode()), *extra), body)
 
 
 def credential_kind(authorization: str) -> str:
@@ -61,41 +72,64 @@ def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
 
 
 class ForwardAuth:
+    """The forward-auth endpoints; answers of the verified hot path are cached for a second.
+
+    The cache key is every header of the proxy's call plus the peer, so any difference
+    (another cookie, another URL, another Accept) is a miss. A hit is still checked against
+    the user's current 2FA generation, so a local disable or reset takes effect at once.
+    """
+
     def __init__(self, sidecar: Sidecar) -> None:
         self.sc = sidecar
         self.prefix = sidecar.config.prefix
         self.otp_header = sidecar.config.api.otp_header.lower()
         self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
+        # key → (monotonic expiry, pass expiry on the sidecar clock, user, generation, answer)
+        self._answers: dict[tuple[Any, ...], tuple[float, float, str, int, Answer]] = {}
 
     async def __call__(self, scope: dict[str, Any], send: Send, flavour: str) -> None:
+        started = time.perf_counter()
+        key = (flavour, scope.get("client"), tuple(scope["headers"]))
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] > time.monotonic() and hit[1] > self.sc.clock() and \
+                self.sc.service.generation_is(hit[2], hit[3]):
+            self.sc.metrics.decided("allow", started)
+            await hit[4].send(send)
+            return
+        outcome, answer, cacheable = await self._answer_for(scope, flavour)
+        if cacheable is not None:
+            if len(self._answers) >= ANSWER_CACHE_LIMIT:
+                self._answers.clear()
+            self._answers[key] = (time.monotonic() + ANSWER_CACHE_SECONDS, *cacheable, answer)
+        self.sc.metrics.decided(outcome, started)
+        await answer.send(send)
+
+    async def _answer_for(self, scope: dict[str, Any], flavour: str
+                          ) -> tuple[str, Answer, tuple[float, str, int] | None]:
+        """(outcome, answer, (pass expiry, user, generation) when the answer may be cached)."""
         sc = self.sc
         headers = scope_headers(scope)
         if not sc.trusted.trusted(sc.peer(scope)):
             log.warning("forward-auth call from untrusted peer %s refused", sc.peer(scope))
-            sc.metrics.decisions["untrusted_peer"] += 1
-            await json_error(send, 403, "untrusted_peer",
-                             "this address is not in server.trusted_proxies")
-            return
+            return "untrusted_peer", json_error(
+                403, "untrusted_peer", "this address is not in server.trusted_proxies"), None
         try:
             original = (original_for_nginx if flavour == NGINX else original_for_forward)(headers)
         except BadForwardedRequest as exc:
             log.warning("bad forward-auth request: %s", exc)
-            sc.metrics.decisions["bad_request"] += 1
-            await json_error(send, 400, "bad_request", str(exc))
-            return
+            return "bad_request", json_error(400, "bad_request", str(exc)), None
         try:
-            await self._decide(scope, headers, original, send, flavour)
+            return await self._decide(scope, headers, original, flavour)
         except (StorageUnavailable, UpstreamUnavailable, SecretUnreadable) as exc:
             log.error("forward-auth cannot decide: %s", exc)
-            sc.metrics.decisions["unavailable"] += 1
-            await json_error(send, 503, "unavailable", "the 2FA service cannot decide right now")
+            return "unavailable", json_error(
+                503, "unavailable", "the 2FA service cannot decide right now"), None
 
     async def _decide(self, scope: dict[str, Any], headers: dict[str, str], original: Original,
-                      send: Send, flavour: str) -> None:
+                      flavour: str) -> tuple[str, Answer, tuple[float, str, int] | None]:
         sc = self.sc
         cred = sc.credential(headers)
         identity: Identity | None = None
-        verified = False
         refresh: str | None = None
         item = await sc.verified_pass(headers, cred) if cred.present else None
         if item is not None:
@@ -104,8 +138,8 @@ class ForwardAuth:
                 current = await sc.identity(headers, cred, trusted=True)
                 if current is None or current.user != item.user:
                     identity, item = current, None
-            verified = item is not None
             refresh = sc.refreshed(item) if item is not None else None
+        verified = item is not None
         if not verified:
             identity = await sc.identity(headers, cred, trusted=True)
         user = identity.user if identity else None
@@ -119,29 +153,31 @@ class ForwardAuth:
             level, user, enrolled, verified, credential_kind(cred.authorization),
             sc.config.api.bearer == "pass"))
         if outcome is policy.Outcome.OTP and user is not None:
-            if not await self._api_code(scope, headers, user, cred.key, send):
-                return
+            refused = await self._api_code(scope, headers, user, cred.key)
+            if refused is not None:
+                return refused
             outcome = policy.Outcome.ALLOW
-        sc.metrics.decisions[outcome.value] += 1
-        await self._answer(outcome, identity, original, headers, send, flavour, refresh)
+        answer = self._answer(outcome, identity, original, headers, flavour, refresh)
+        cacheable = None
+        if item is not None and outcome is policy.Outcome.ALLOW and refresh is None:
+            cacheable = (sc.pass_expiry(item), item.user, item.generation)
+        return outcome.value, answer, cacheable
 
     async def _api_code(self, scope: dict[str, Any], headers: dict[str, str], user: str,
-                        credential_key: str, send: Send) -> bool:
-        """Whether an API client's X-OTP code lets it pass; a 401 has been sent when not."""
+                        credential_key: str) -> tuple[str, Answer, None] | None:
+        """None when an API client's X-OTP code lets it pass, else the refusal."""
         sc = self.sc
-        required = [(b"x-otp", b"required; app")]
+        required = ((b"x-otp", b"required; app"),)
         code = headers.get(self.otp_header, "").strip()
         if not code:
-            sc.metrics.decisions["otp_required"] += 1
-            await json_error(send, 401, "otp_required",
-                             f"this account uses two-factor authentication: send a current code "
-                             f"in the {sc.config.api.otp_header} header", required)
-            return False
+            return "otp_required", json_error(
+                401, "otp_required", "this account uses two-factor authentication: send a "
+                f"current code in the {sc.config.api.otp_header} header", required), None
         now = sc.clock()
         burst = (sc.fingerprint_of(credential_key), code)
         until = self._bursts.get(burst)
         if until is not None and now < until:
-            return True
+            return None
         result = await sc.service.check(user, code, sc.client_address(scope, headers),
                                         allow_recovery=False)
         if result.check is Check.OK:
@@ -149,27 +185,22 @@ class ForwardAuth:
                 if len(self._bursts) > 10_000:
                     self._bursts = {k: v for k, v in self._bursts.items() if v > now}
                 self._bursts[burst] = now + sc.config.api.burst_seconds
-            return True
-        sc.metrics.decisions["otp_invalid"] += 1
+            return None
         detail = ("too many failed codes; try again later" if result.check is Check.LOCKED
                   else "the code is not valid (wrong, expired or already used)")
-        await json_error(send, 401, "otp_invalid", detail, required)
-        return False
+        return "otp_invalid", json_error(401, "otp_invalid", detail, required), None
 
-    async def _answer(self, outcome: policy.Outcome, identity: Identity | None,
-                      original: Original, headers: dict[str, str], send: Send, flavour: str,
-                      refresh: str | None) -> None:
+    def _answer(self, outcome: policy.Outcome, identity: Identity | None, original: Original,
+                headers: dict[str, str], flavour: str, refresh: str | None) -> Answer:
         sc = self.sc
         if outcome is policy.Outcome.ALLOW:
             out = identity_headers(identity) if identity else []
             if refresh:
                 out.append((b"set-cookie",
                             sc.set_cookie(refresh, sc.secure(original.scheme)).encode()))
-            await respond(send, 200, out)
-            return
+            return Answer(200, tuple(out))
         if outcome is policy.Outcome.DENY:
-            await json_error(send, 403, "forbidden", "access to this resource is denied")
-            return
+            return json_error(403, "forbidden", "access to this resource is denied")
         challenge = outcome is policy.Outcome.CHALLENGE
         page = "challenge" if challenge else "enroll"
         error = "2fa_required" if challenge else "2fa_enrollment_required"
@@ -177,14 +208,11 @@ class ForwardAuth:
             location = (f"{original.scheme}://{original.host}{self.prefix}/{page}"
                         f"?rd={quote(original.url, safe='')}").encode()
             if flavour == NGINX:
-                await json_error(send, 401, error, f"open {self.prefix}/{page} in a browser",
-                                 [(b"location", location)])
-            else:
-                await respond(send, 302, [(b"location", location)])
-            return
+                return json_error(401, error, f"open {self.prefix}/{page} in a browser",
+                                  ((b"location", location),))
+            return Answer(302, ((b"location", location),))
         if challenge:
-            await json_error(send, 401, error,
-                             f"open {self.prefix}/challenge in a browser to enter a code")
-        else:
-            await json_error(send, 401, error,
-                             f"two-factor authentication must be set up at {self.prefix}/settings")
+            return json_error(401, error,
+                              f"open {self.prefix}/challenge in a browser to enter a code")
+        return json_error(401, error,
+                          f"two-factor authentication must be set up at {self.prefix}/settings")

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from collections.abc import Callable
 
 import yaml
@@ -26,6 +27,7 @@ MIN_KEY_LENGTH = 32
 ENV_SIGNING_KEYS = "TOTP_SIDECAR_SIGNING_KEYS"
 ENV_HASH_KEY = "TOTP_SIDECAR_HASH_KEY"
 ENV_ENCRYPTION_KEYS = "TOTP_SIDECAR_ENCRYPTION_KEYS"
+ENV_POSTGRES_DSN = "TOTP_SIDECAR_POSTGRES_DSN"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 NONE: tuple[str, ...] = ()
@@ -103,6 +105,23 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SQLiteConfig:
+    """One SQLite file (WAL): one host; several processes on it are fine."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresConfig:
+    """A PostgreSQL database shared by any number of instances."""
+
+    dsn: str = field(repr=False)  # may carry a password: never printed
+
+
+StorageConfig = SQLiteConfig | PostgresConfig
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One access rule; the first rule that matches a request decides its level."""
 
@@ -120,7 +139,7 @@ class Config:
     signing_keys: tuple[str, ...]
     hash_key: str
     encryption_keys: tuple[str, ...]
-    sqlite_path: str
+    storage: StorageConfig
     server: ServerConfig = field(default_factory=ServerConfig)
     primary: PrimaryConfig = field(default_factory=PrimaryConfig)
     cookie: CookieConfig = field(default_factory=CookieConfig)
@@ -132,6 +151,13 @@ class Config:
     default_level: str = "optional"
     rules: tuple[Rule, ...] = ()
     support_contact: str = ""
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (older callers; new code uses ``storage``/``make_storage``)."""
+        if not isinstance(self.storage, SQLiteConfig):
+            raise AttributeError("sqlite_path: the storage is PostgreSQL, not SQLite")
+        return self.storage.path
 
 
 class _Reader:
@@ -347,6 +373,60 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def _is_postgres_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("postgres", "postgresql")
+
+
+def _storage(reader: _Reader, data: dict[str, Any]) -> StorageConfig:
+    """Exactly one of ``storage.sqlite`` and ``storage.postgres`` (or the DSN's env variable)."""
+    st = reader.section(data, "storage", "", {"sqlite", "postgres"})
+    env_dsn = reader.environ.get(ENV_POSTGRES_DSN, "").strip()
+    postgres = "postgres" in st or bool(env_dsn)
+    if "sqlite" in st and postgres:
+        also = "" if "postgres" in st else f" (the environment variable {ENV_POSTGRES_DSN} is set)"
+        reader.problem("storage", f"give exactly one of storage.sqlite and storage.postgres{also}")
+        return SQLiteConfig("")
+    if not postgres:
+        sq = reader.section(st, "sqlite", "storage.", {"path"})
+        path = reader.get(sq, "path", "storage.sqlite.", "", to_str)
+        if not path:
+            reader.problem("storage.sqlite.path", "is required (the SQLite database file;"
+                           " or storage.postgres.dsn for PostgreSQL)")
+        elif path != ":memory:" and not Path(path).is_absolute():
+            path = str(reader.base_dir / path)
+        return SQLiteConfig(path)
+    pg = reader.section(st, "postgres", "storage.", {"dsn", "dsn_file"})
+    sources: list[tuple[str, Any]] = []
+    if pg.get("dsn") is not None:
+        sources.append(("storage.postgres.dsn", pg["dsn"]))
+    if pg.get("dsn_file") is not None:
+        text = reader.read_file("storage.postgres.dsn_file", pg["dsn_file"])
+        if text is not None:
+            sources.append(("storage.postgres.dsn_file", text))
+    if env_dsn:
+        sources.append((ENV_POSTGRES_DSN, env_dsn))
+    if not sources:
+        if "dsn_file" not in pg:  # an unreadable dsn_file is a problem already
+            reader.problem("storage.postgres.dsn", "is required (or dsn_file, or the environment"
+                           f" variable {ENV_POSTGRES_DSN})")
+        return PostgresConfig("")
+    if len(sources) > 1:
+        reader.problem("storage.postgres.dsn",
+                       "is given more than once: " + ", ".join(where for where, _ in sources))
+        return PostgresConfig("")
+    where, dsn = sources[0]
+    # The value is never echoed: it may carry a password.
+    if not isinstance(dsn, str) or not _is_postgres_url(dsn.strip()):
+        reader.problem(where, "must be a URL such as postgresql://user:password@host:5432/dbname")
+        return PostgresConfig("")
+    return PostgresConfig(dsn.strip())
+
+
 TOP_KEYS = {"server", "primary", "cookie", "totp", "throttle", "secrets", "storage", "prefix",
             "redirects", "rules", "default_level", "support_contact", "api"}
 
@@ -451,13 +531,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     hash_keys = _secret_values(reader, sec, "hash_key", ENV_HASH_KEY, many=False)
     encryption_keys = _secret_values(reader, sec, "encryption_keys", ENV_ENCRYPTION_KEYS, many=True)
 
-    st = reader.section(data, "storage", "", {"sqlite"})
-    sq = reader.section(st, "sqlite", "storage.", {"path"})
-    sqlite_path = reader.get(sq, "path", "storage.sqlite.", "", to_str)
-    if not sqlite_path:
-        reader.problem("storage.sqlite.path", "is required (the SQLite database file)")
-    elif sqlite_path != ":memory:" and not Path(sqlite_path).is_absolute():
-        sqlite_path = str(reader.base_dir / sqlite_path)
+    storage = _storage(reader, data)
 
     r = reader.section(data, "redirects", "", {"allowed_hosts"})
     allowed_hosts = reader.get(r, "allowed_hosts", "redirects.", NONE, to_str_list)
@@ -466,7 +540,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         signing_keys=signing_keys,
         hash_key=hash_keys[0] if hash_keys else "",
         encryption_keys=encryption_keys,
-        sqlite_path=sqlite_path,
+        storage=storage,
         server=server,
         primary=primary,
         cookie=cookie,

@@ -17,7 +17,7 @@ from sidecar.forwarded import TrustedProxies
 from sidecar.metrics import Metrics
 from sidecar.primary import Credential, Identity, Resolver, credential, make_resolver, parse_cookies
 from sidecar.service import TwoFactor
-from sidecar.storage import SQLiteStorage, Storage
+from sidecar.storage import Storage, make_storage
 
 log = logging.getLogger("sidecar")
 REFRESH_AFTER = 60  # seconds between idle-timeout refreshes of a 2FA cookie
@@ -39,12 +39,12 @@ class Sidecar:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.storage: Storage = storage or SQLiteStorage(config.sqlite_path)
+        self.storage: Storage = storage or make_storage(config)
         self.resolver: Resolver = resolver or make_resolver(config)
-        self.service = TwoFactor(config, self.storage, clock)
+        self.metrics = Metrics()
+        self.service = TwoFactor(config, self.storage, clock, on_event=self.metrics.event)
         self.codec = PassCodec(config.signing_keys)
         self.trusted = TrustedProxies(config.server.trusted_proxies)
-        self.metrics = Metrics()
         self.own_cookies = (config.cookie.name,)
 
     # -- request facts ------------------------------------------------------------------
@@ -104,6 +104,14 @@ class Sidecar:
         if not state.enrolled or state.generation != item.generation:
             return None
         return item
+
+    def pass_expiry(self, item: Pass) -> float:
+        """When ``item`` stops being fresh, on the sidecar's clock."""
+        settings = self.config.cookie
+        end = item.issued_at + settings.max_age
+        if settings.idle_timeout:
+            end = min(end, item.seen_at + settings.idle_timeout)
+        return float(end)
 
     def new_pass(self, identity: Identity, cred: Credential, generation: int) -> str:
         now = int(self.clock())

@@ -185,7 +185,7 @@ class Pages:
             rd = self.rd(visit, fields.get("rd"))
             mode = "recovery" if fields.get("mode") == "recovery" else "totp"
             result = await self.sc.service.check(visit.user, fields.get("code", ""), visit.client)
-            self.sc.metrics.checks[result.check.value] += 1
+            self.sc.metrics.checked(result.check.value)
             if result.check is Check.OK:
                 fresh = await self.sc.service.user(visit.user)
                 cookie = self.pass_cookie(visit, fresh.generation)
@@ -224,7 +224,7 @@ class Pages:
             rd = self.rd(visit, fields.get("rd"), "")
             result, codes, generation = await sc.service.complete_enrollment(
                 visit.user, fields.get("code", ""), visit.client)
-            sc.metrics.checks["enroll_" + result.check.value] += 1
+            sc.metrics.checked("enroll_" + result.check.value)
             if result.check is Check.OK:
                 response = self.codes_page(visit, codes, rd, "enabled")
                 response.headers.append("set-cookie", self.pass_cookie(visit, generation))
@@ -276,7 +276,7 @@ class Pages:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
         result = await self.sc.service.check(visit.user, fields.get("code", ""), visit.client)
-        self.sc.metrics.checks[result.check.value] += 1
+        self.sc.metrics.checked(result.check.value)
         return fields, result
 
     async def disable(self, request: Request) -> Response:

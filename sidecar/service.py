@@ -51,10 +51,12 @@ class CachedState:
 
 class TwoFactor:
     def __init__(self, config: Config, storage: Storage,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_event: Callable[[str], None] = lambda event: None) -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
+        self.on_event = on_event
         self.box = SecretBox(config.encryption_keys)
         self.params = totp.TotpParams(config.totp.digits, config.totp.period,
                                       config.totp.algorithm, config.totp.skew)
@@ -87,6 +89,11 @@ class TwoFactor:
         self._states[user.user_id] = state
         return state
 
+    def generation_is(self, user_id: str, generation: int) -> bool:
+        """Whether the last known state of the user is enrolled at ``generation`` (no I/O)."""
+        state = self._states.get(user_id)
+        return state is not None and state.enrolled and state.generation == generation
+
     def forget(self, user_id: str) -> None:
         self._states.pop(user_id, None)
 
@@ -104,6 +111,7 @@ class TwoFactor:
         """
         log.log(level, event.replace("_", " "),
                 extra={"event": event, "user": user_id, "client": client, **detail})
+        self.on_event(event)
         await self.storage.add_event(Event(int(self.clock()), event, user_id, client, detail))
 
     # -- enrollment ---------------------------------------------------------------------

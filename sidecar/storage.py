@@ -3,10 +3,15 @@
 Every change that must not be half-done is one transaction; every "use once" is a single
 conditional UPDATE whose row count says whether this caller won, so two processes sharing
 the database file cannot both accept the same code.
+
+The operations are written once, as SQL with ``?`` placeholders, in ``SQLStorage``; a backend
+supplies how statements run (``_run``: one transaction, ``_fetch``: one query). SQLite is
+here; PostgreSQL (``storage_pg``, for several instances on one database) runs the same SQL.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import os
@@ -17,9 +22,11 @@ from typing import Any, Protocol
 
 import aiosqlite
 
+from sidecar.config import Config, PostgresConfig
 from sidecar.errors import StorageUnavailable
 
 BUSY_TIMEOUT_MS = 3000
+Statement = tuple[str, tuple[Any, ...]]
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -125,115 +132,26 @@ class Storage(Protocol):
     async def list_users(self) -> list[UserState]: ...
 
 
-class SQLiteStorage:
-    """SQLite through aiosqlite; safe for several processes on one file (WAL, busy timeout)."""
+class SQLStorage(abc.ABC):
+    """Every Storage operation, written once in SQL that SQLite and PostgreSQL both run.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+    A backend provides ``_run`` (statements as one transaction; with ``guard``, rolled back
+    and ``[]`` returned when the first statement changes no row) and ``_fetch`` (one query);
+    both turn every database error into StorageUnavailable. Placeholders are ``?``.
+    """
 
-    @staticmethod
-    def check_path(path: str) -> None:
-        """Refuse a database whose folder does not exist (a typo, not a fresh install)."""
-        if path != ":memory:" and not Path(path).parent.is_dir():
-            raise StorageUnavailable(f"the folder of the database does not exist: "
-                                     f"{Path(path).parent}")
+    @abc.abstractmethod
+    async def open(self) -> None: ...
 
-    async def open(self) -> None:
-        self.check_path(self.path)
-        try:
-            db = await aiosqlite.connect(self.path, isolation_level=None,
-                                         timeout=BUSY_TIMEOUT_MS / 1000)
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await db.execute("PRAGMA foreign_keys = ON")
-            self._db = db
-            await self._migrate()
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"cannot open the database {self.path}: {exc}") from None
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+    @abc.abstractmethod
+    async def _run(self, statements: list[Statement], write: bool = True,
+                   guard: bool = False) -> list[Result]: ...
 
-    async def _migrate(self) -> None:
-        """Apply the migrations this file lacks, in one transaction; none when up to date.
-
-        An up-to-date database is only read here, so a read-only file still opens (pages
-        that would write then answer 503).
-        """
-        db = self._conn()
-        if await self._version(db) == len(MIGRATIONS):
-            return
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            version = await self._version(db)
-            if version == 0:
-                await db.execute("DELETE FROM schema_version")
-                await db.execute("INSERT INTO schema_version (version) VALUES (0)")
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    await db.execute(statement)
-                await db.execute("UPDATE schema_version SET version = ?", (number,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-
-    @staticmethod
-    async def _version(db: aiosqlite.Connection) -> int:
-        try:
-            rows = list(await (await db.execute("SELECT version FROM schema_version")).fetchall())
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return 0
-            raise
-        return int(rows[0][0]) if rows else 0
-
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StorageUnavailable("the database is not open")
-        if self.path != ":memory:" and not os.path.exists(self.path):
-            raise StorageUnavailable(f"the database file is missing: {self.path}")
-        return self._db
-
-    async def _run(self, statements: list[tuple[str, tuple[Any, ...]]],
-                   write: bool = True) -> list[Result]:
-        """Run statements as one transaction; any SQLite error becomes StorageUnavailable.
-
-        Rows are read before COMMIT: a statement left open would hold an old snapshot, and
-        the next write of this connection would fail at once instead of waiting its turn.
-        """
-        async with self._lock:
-            db = self._conn()
-            results = []
-            try:
-                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    for sql, params in statements:
-                        cursor = await db.execute(sql, params)
-                        rows = list(await cursor.fetchall())
-                        results.append(Result(cursor.rowcount, rows))
-                        await cursor.close()
-                    await db.execute("COMMIT")
-                except BaseException:
-                    await db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"database error: {exc}") from None
-            return results
-
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        async with self._lock:
-            db = self._conn()
-            try:
-                return list(await (await db.execute(sql, params)).fetchall())
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"database error: {exc}") from None
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1", ())
@@ -268,36 +186,20 @@ class SQLiteStorage:
     async def complete_enrollment(self, user_id: str, secret: str, step: int,
                                   code_hashes: list[str], now: int) -> int | None:
         """Turn 2FA on with ``secret`` (which must still be pending); the new generation."""
-        async with self._lock:
-            db = self._conn()
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    deleted = await db.execute(
-                        "DELETE FROM pending WHERE user_id = ? AND secret = ? AND expires_at > ?",
-                        (user_id, secret, now))
-                    if deleted.rowcount != 1:
-                        await db.execute("ROLLBACK")
-                        return None
-                    await db.execute(
-                        "INSERT INTO users (user_id, secret, enabled_at, last_step, generation)"
-                        " VALUES (?, ?, ?, ?, 1) ON CONFLICT (user_id) DO UPDATE SET"
-                        " secret = excluded.secret, enabled_at = excluded.enabled_at,"
-                        " last_step = excluded.last_step, generation = users.generation + 1",
-                        (user_id, secret, now, step))
-                    await db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
-                    await db.executemany(
-                        "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
-                        [(user_id, h) for h in code_hashes])
-                    rows = list(await (await db.execute(
-                        "SELECT generation FROM users WHERE user_id = ?", (user_id,))).fetchall())
-                    await db.execute("COMMIT")
-                except BaseException:
-                    await db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"database error: {exc}") from None
-            return int(rows[0][0]) if rows else None
+        results = await self._run([
+            ("DELETE FROM pending WHERE user_id = ? AND secret = ? AND expires_at > ?",
+             (user_id, secret, now)),
+            ("INSERT INTO users (user_id, secret, enabled_at, last_step, generation)"
+             " VALUES (?, ?, ?, ?, 1) ON CONFLICT (user_id) DO UPDATE SET"
+             " secret = excluded.secret, enabled_at = excluded.enabled_at,"
+             " last_step = excluded.last_step, generation = users.generation + 1",
+             (user_id, secret, now, step)),
+            ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,)),
+            *[("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)", (user_id, h))
+              for h in code_hashes],
+            ("SELECT generation FROM users WHERE user_id = ?", (user_id,)),
+        ], guard=True)
+        return int(results[-1].scalar) if results and results[-1].rows else None
 
     async def use_step(self, user_id: str, secret: str, step: int) -> bool:
         (result,) = await self._run([(
@@ -313,7 +215,7 @@ class SQLiteStorage:
         return result.rowcount == 1
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
-        statements: list[tuple[str, tuple[Any, ...]]] = [
+        statements: list[Statement] = [
             ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))]
         statements += [("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
                         (user_id, h)) for h in code_hashes]
@@ -394,3 +296,126 @@ class SQLiteStorage:
             " (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.user_id"
             "  AND r.used_at IS NULL) FROM users u ORDER BY user_id", ())
         return [UserState(*row) for row in rows]
+
+
+class SQLiteStorage(SQLStorage):
+    """SQLite through aiosqlite; safe for several processes on one file (WAL, busy timeout)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def check_path(path: str) -> None:
+        """Refuse a database whose folder does not exist (a typo, not a fresh install)."""
+        if path != ":memory:" and not Path(path).parent.is_dir():
+            raise StorageUnavailable(f"the folder of the database does not exist: "
+                                     f"{Path(path).parent}")
+
+    async def open(self) -> None:
+        self.check_path(self.path)
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None,
+                                         timeout=BUSY_TIMEOUT_MS / 1000)
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            self._db = db
+            await self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open the database {self.path}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        """Apply the migrations this file lacks, in one transaction; none when up to date.
+
+        An up-to-date database is only read here, so a read-only file still opens (pages
+        that would write then answer 503).
+        """
+        db = self._conn()
+        if await self._version(db) == len(MIGRATIONS):
+            return
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            version = await self._version(db)
+            if version == 0:
+                await db.execute("DELETE FROM schema_version")
+                await db.execute("INSERT INTO schema_version (version) VALUES (0)")
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    await db.execute(statement)
+                await db.execute("UPDATE schema_version SET version = ?", (number,))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    async def _version(db: aiosqlite.Connection) -> int:
+        try:
+            rows = list(await (await db.execute("SELECT version FROM schema_version")).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
+        return int(rows[0][0]) if rows else 0
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageUnavailable("the database is not open")
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            raise StorageUnavailable(f"the database file is missing: {self.path}")
+        return self._db
+
+    async def _run(self, statements: list[Statement], write: bool = True,
+                   guard: bool = False) -> list[Result]:
+        """Run statements as one transaction; any SQLite error becomes StorageUnavailable.
+
+        Rows are read before COMMIT: a statement left open would hold an old snapshot, and
+        the next write of this connection would fail at once instead of waiting its turn.
+        """
+        async with self._lock:
+            db = self._conn()
+            results = []
+            try:
+                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    for sql, params in statements:
+                        cursor = await db.execute(sql, params)
+                        rows = list(await cursor.fetchall())
+                        results.append(Result(cursor.rowcount, rows))
+                        await cursor.close()
+                        if guard and len(results) == 1 and results[0].rowcount == 0:
+                            await db.execute("ROLLBACK")
+                            return []
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"database error: {exc}") from None
+            return results
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        async with self._lock:
+            db = self._conn()
+            try:
+                return list(await (await db.execute(sql, params)).fetchall())
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"database error: {exc}") from None
+
+
+def make_storage(config: Config) -> Storage:
+    """The storage the config names: a SQLite file, or a PostgreSQL database."""
+    if isinstance(config.storage, PostgresConfig):
+        from sidecar.storage_pg import PostgresStorage  # asyncpg is loaded only when used
+
+        return PostgresStorage(config.storage.dsn)
+    return SQLiteStorage(config.storage.path)

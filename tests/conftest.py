@@ -19,7 +19,7 @@ import pyotp
 import pytest
 
 from sidecar.app import SidecarApp, create_app
-from sidecar.config import Config, parse_config
+from sidecar.config import Config, SQLiteConfig, parse_config
 from sidecar.demo.app import create_demo_app
 from sidecar.primary import IntrospectResolver
 
@@ -56,6 +56,12 @@ def config_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
     return parse_config(config_dict(tmp_path, **overrides), environ={})
+
+
+def sqlite_path(config: Config) -> str:
+    """The SQLite file of a config that names one."""
+    assert isinstance(config.storage, SQLiteConfig), config.storage
+    return config.storage.path
 
 
 @pytest.fixture

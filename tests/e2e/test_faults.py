@@ -24,7 +24,7 @@ from sidecar.config import load_config
 from sidecar.context import Sidecar
 from sidecar.primary import Identity, credential
 from sidecar.service import TwoFactor
-from sidecar.storage import SQLiteStorage
+from sidecar.storage import make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
 
@@ -42,7 +42,7 @@ def write_config(tmp: Path, db: Path, port: int) -> Path:
 async def seed(config_path: Path) -> str:
     """alice enrolled; the Cookie header of her verified browser session."""
     config = load_config(config_path)
-    storage = SQLiteStorage(config.sqlite_path)
+    storage = make_storage(config)
     await storage.open()
     try:
         service = TwoFactor(config, storage)

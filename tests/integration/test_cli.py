@@ -13,7 +13,7 @@ import yaml
 from sidecar.config import load_config
 from sidecar import totp
 from sidecar.service import Check, TwoFactor
-from sidecar.storage import SQLiteStorage
+from sidecar.storage import make_storage
 from tests.conftest import config_dict
 
 
@@ -63,7 +63,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 async def enroll_and_lock(path: Path) -> None:
     config = load_config(path)
-    storage = SQLiteStorage(config.sqlite_path)
+    storage = make_storage(config)
     await storage.open()
     try:
         service = TwoFactor(config, storage)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from sidecar.storage import SQLiteStorage
-from tests.conftest import Env, FakeClock, make_config, start_env
+from tests.conftest import Env, FakeClock, make_config, sqlite_path, start_env
 
 pytestmark = pytest.mark.anyio
 
@@ -150,7 +150,7 @@ async def test_concurrent_use_of_one_recovery_code_succeeds_once(env: Env, tmp_p
     await browser.login("alice")
     _, codes = await browser.enroll()
     service = env.sidecar.sidecar.service
-    other = SQLiteStorage(env.config.sqlite_path)  # a second connection, as a second process
+    other = SQLiteStorage(sqlite_path(env.config))  # a second connection, as a second process
     await other.open()
     try:
         from sidecar.service import TwoFactor
@@ -364,7 +364,7 @@ async def test_missing_database_gives_503_page_but_verified_requests_pass(env: E
     await browser.login("alice")
     await browser.enroll()
     assert (await browser.auth()).status_code == 200
-    Path(env.config.sqlite_path).unlink()
+    Path(sqlite_path(env.config)).unlink()
     page = await browser.get("/_2fa/settings")
     assert page.status_code == 503 and "unavailable" in page.text
     states = env.sidecar.sidecar.service._states

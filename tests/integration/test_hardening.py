@@ -15,13 +15,14 @@ import yaml
 
 from sidecar import storage as storage_module
 from sidecar.logs import JsonFormatter
-from tests.conftest import ENCRYPTION_KEY, Env, FakeClock, config_dict, make_config, start_env
+from tests.conftest import (ENCRYPTION_KEY, Env, FakeClock, config_dict, make_config, sqlite_path,
+                            start_env)
 
 pytestmark = pytest.mark.anyio
 
 
 def rows(env: Env, sql: str) -> list[tuple[object, ...]]:
-    db = sqlite3.connect(env.config.sqlite_path)
+    db = sqlite3.connect(sqlite_path(env.config))
     try:
         return db.execute(sql).fetchall()
     finally:
@@ -51,7 +52,7 @@ async def test_a_secret_moved_to_another_user_does_not_open(env: Env) -> None:
     await bob.enroll()
     await bob.logout()
     await bob.login("bob")
-    db = sqlite3.connect(env.config.sqlite_path)
+    db = sqlite3.connect(sqlite_path(env.config))
     db.execute("UPDATE users SET secret = (SELECT secret FROM users WHERE user_id = 'alice')"
                " WHERE user_id = 'bob'")
     db.commit()
@@ -157,7 +158,7 @@ async def test_locked_database_gives_503_and_changes_nothing(tmp_path: Path, clo
         await bob.login("bob")
         csrf, page = await bob.form_token("/_2fa/enroll")
         secret = re.search(r'id="secret-key">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")  # type: ignore[union-attr]
-        other = sqlite3.connect(env.config.sqlite_path, isolation_level=None)
+        other = sqlite3.connect(sqlite_path(env.config), isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
         try:
             done = await bob.post("/_2fa/enroll", {"csrf": csrf, "code": env.code(secret)})

@@ -11,7 +11,7 @@ import pytest
 
 from sidecar.app import create_app
 from sidecar.storage import MIGRATIONS
-from tests.conftest import Env, FakeClock, make_config, start_env
+from tests.conftest import Env, FakeClock, make_config, sqlite_path, start_env
 
 pytestmark = pytest.mark.anyio
 
@@ -115,7 +115,7 @@ async def test_idle_timeout_refreshes_and_expires(tmp_path: Path, clock: FakeClo
 
 
 async def test_migrations_are_versioned_and_applied_once(env: Env) -> None:
-    db = sqlite3.connect(env.config.sqlite_path)
+    db = sqlite3.connect(sqlite_path(env.config))
     try:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -12,6 +12,7 @@ import yaml
 from sidecar.config import (ENV_ENCRYPTION_KEYS, ENV_HASH_KEY, ENV_SIGNING_KEYS, CookieConfig,
                             parse_config)
 from sidecar.errors import ConfigError
+from tests.conftest import sqlite_path
 from tests.e2e.traefik_emulator import load_config, route
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -100,7 +101,7 @@ def test_kubernetes_configmap_is_a_valid_config() -> None:
     config = parse_config(yaml.safe_load(sidecar_config_text()), environ=env_secrets())
     assert config.server.host == "0.0.0.0" and config.server.port == 9091
     assert config.primary.resolver == "introspect"
-    assert config.sqlite_path.startswith("/var/lib/totp-sidecar/")
+    assert sqlite_path(config).startswith("/var/lib/totp-sidecar/")
     # The controller pods are not on loopback: trusted_proxies must name their network.
     assert config.server.trusted_proxies
     assert not any(net.is_loopback for net in config.server.trusted_proxies)
@@ -132,7 +133,7 @@ def test_kubernetes_deployment() -> None:
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "totp-sidecar-data"
     assert ("PersistentVolumeClaim", "totp-sidecar-data") in objects
     config = parse_config(yaml.safe_load(sidecar_config_text()), environ=env_secrets())
-    assert config.sqlite_path.startswith(mounts["data"] + "/")
+    assert sqlite_path(config).startswith(mounts["data"] + "/")
     service = objects[("Service", "totp-sidecar")]["spec"]
     assert service["ports"][0]["port"] == 9091
     assert service["selector"] == deployment["selector"]["matchLabels"]
