@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from sidecar import logs
 from sidecar.authz import FORWARD, NGINX, ForwardAuth
 from sidecar.config import Config
 from sidecar.context import Sidecar
@@ -55,10 +56,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        offered = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        rid = logs.new_request_id(offered)
+        logs.request_id.set(rid)
+
         async def with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in self.headers if k not in present]
+                extra.append((b"x-request-id", rid.encode()))
                 message = dict(message, headers=list(message.get("headers", [])) + extra)
             await send(message)
 
@@ -130,3 +136,16 @@ class SidecarApp:
 
 def create_app(config: Config, **parts: Any) -> SidecarApp:
     return SidecarApp(Sidecar(config, **parts))
+
+
+def app_from_environment() -> SidecarApp:
+    """The app of a worker process started by ``serve --workers N`` (config path in the env)."""
+    import os
+
+    from sidecar import logs
+    from sidecar.app_env import CONFIG_ENV
+    from sidecar.config import load_config
+
+    config = load_config(os.environ[CONFIG_ENV])
+    logs.configure(config.server.log_level)
+    return create_app(config)

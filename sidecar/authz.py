@@ -15,7 +15,7 @@ from typing import Any
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
-from sidecar import policy
+from sidecar import logs, policy
 from sidecar.context import Sidecar, scope_headers
 from sidecar.crypto import SecretUnreadable
 from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
@@ -109,6 +109,7 @@ class ForwardAuth:
         """(outcome, answer, (pass expiry, user, generation) when the answer may be cached)."""
         sc = self.sc
         headers = scope_headers(scope)
+        logs.request_id.set(logs.new_request_id(headers.get("x-request-id", "")))
         if not sc.trusted.trusted(sc.peer(scope)):
             log.warning("forward-auth call from untrusted peer %s refused", sc.peer(scope))
             return "untrusted_peer", json_error(

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
+from sidecar.app_env import CONFIG_ENV
 from sidecar.config import Config, SQLiteConfig, load_config
 from sidecar.errors import ConfigError, StorageUnavailable
 from sidecar.storage import SQLiteStorage, UserState, make_storage
 
 EXIT_CONFIG = 2
+GRACEFUL_SECONDS = 10  # in-flight requests get this long to finish on SIGTERM
 
 
 def _load(path: str) -> Config:
@@ -54,10 +59,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"totp-sidecar: {'storage.sqlite.path' if sqlite else 'storage.postgres'}: {exc}",
               file=sys.stderr)
         return 1
-    app = create_app(config)
-    uvicorn.run(app, host=args.host or config.server.host, port=args.port or config.server.port,
-                proxy_headers=False, server_header=False, ws="none", log_level=config.server.log_level,
-                access_log=False, lifespan="on")
+    options: dict[str, Any] = dict(
+        host=args.host or config.server.host, port=args.port or config.server.port,
+        proxy_headers=False, server_header=False, ws="none", log_level=config.server.log_level,
+        access_log=False, lifespan="on", timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    if args.workers > 1:
+        # Worker processes import the app themselves: they find the config in the environment.
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+        uvicorn.run("sidecar.app:app_from_environment", factory=True, workers=args.workers,
+                    **options)
+    else:
+        # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler
+        # found at start: make that an ordinary exit (status 0) rather than death by signal.
+        signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(0))
+        uvicorn.run(create_app(config), **options)
     return 0
 
 
@@ -158,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="YAML config file")
     serve.add_argument("--host", help="listen address (overrides server.host)")
     serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default 1; each keeps its own caches)")
     serve.set_defaults(run=cmd_serve)
     demo = sub.add_parser("demo", help="demo app + sidecar + development proxy on one port")
     demo.add_argument("--port", type=int, default=8080)

@@ -6,11 +6,23 @@ receives a secret, a code or a cookie value: callers log events and names, not v
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import re
+import secrets
 import time
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+#: The id of the request being handled, in every log line written while handling it.
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def new_request_id(offered: str = "") -> str:
+    """The proxy's X-Request-Id when it looks like one (nginx: $request_id), else a fresh id."""
+    return offered if _REQUEST_ID.fullmatch(offered) else secrets.token_hex(8)
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,6 +33,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if rid := request_id.get():
+            data["request_id"] = rid
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 data[key] = value
