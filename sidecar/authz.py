@@ -144,15 +144,17 @@ class ForwardAuth:
         if not verified:
             identity = await sc.identity(headers, cred, trusted=True)
         user = identity.user if identity else None
-        level = policy.level_for(sc.config.rules, sc.config.default_level, original.host,
-                                 original.path, original.method, user, own_prefix=self.prefix,
-                                 groups=identity.groups if identity else ())
+        rule = policy.rule_for(sc.config.rules, sc.config.default_level, original.host,
+                               original.path, original.method, user, own_prefix=self.prefix,
+                               groups=identity.groups if identity else ())
+        level = rule.level
+        recent = item is None or policy.code_is_recent(rule, item.code_at, sc.clock())
         enrolled = verified
         if user is not None and not verified and level in ("optional", "required"):
             enrolled = (await sc.service.cached_state(user)).enrolled
         outcome = policy.decide(policy.Facts(
             level, user, enrolled, verified, credential_kind(cred.authorization),
-            sc.config.api.bearer == "pass"))
+            sc.config.api.bearer == "pass", recent))
         if outcome is policy.Outcome.OTP and user is not None:
             refused = await self._api_code(scope, headers, user, cred.key)
             if refused is not None:
@@ -161,7 +163,10 @@ class ForwardAuth:
         answer = self._answer(outcome, identity, original, headers, flavour, refresh)
         cacheable = None
         if item is not None and outcome is policy.Outcome.ALLOW and refresh is None:
-            cacheable = (sc.pass_expiry(item), item.user, item.generation)
+            expiry = sc.pass_expiry(item)
+            if rule.step_up:
+                expiry = min(expiry, item.code_at + rule.step_up)
+            cacheable = (expiry, item.user, item.generation)
         return outcome.value, answer, cacheable
 
     async def _api_code(self, scope: dict[str, Any], headers: dict[str, str], user: str,
@@ -202,12 +207,14 @@ class ForwardAuth:
             return Answer(200, tuple(out))
         if outcome is policy.Outcome.DENY:
             return json_error(403, "forbidden", "access to this resource is denied")
-        challenge = outcome is policy.Outcome.CHALLENGE
+        challenge = outcome in (policy.Outcome.CHALLENGE, policy.Outcome.STEP_UP)
         page = "challenge" if challenge else "enroll"
-        error = "2fa_required" if challenge else "2fa_enrollment_required"
+        error = {policy.Outcome.CHALLENGE: "2fa_required",
+                 policy.Outcome.STEP_UP: "step_up_required"}.get(outcome, "2fa_enrollment_required")
         if wants_html(headers.get("accept", "")):
+            why = "&why=step_up" if outcome is policy.Outcome.STEP_UP else ""
             location = (f"{original.scheme}://{original.host}{self.prefix}/{page}"
-                        f"?rd={quote(original.url, safe='')}").encode()
+                        f"?rd={quote(original.url, safe='')}{why}").encode()
             if flavour == NGINX:
                 return json_error(401, error, f"open {self.prefix}/{page} in a browser",
                                   ((b"location", location),))

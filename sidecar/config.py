@@ -132,6 +132,7 @@ class Rule:
     methods: frozenset[str] = frozenset()
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
+    step_up: int = 0  # seconds: a code must have been typed this recently (0 = no step-up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +332,8 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
     if not isinstance(value, list):
         reader.problem("rules", "must be a list of rules")
         return ()
-    allowed = {"host", "hosts", "path", "paths", "path_regex", "methods", "users", "groups", "level"}
+    allowed = {"host", "hosts", "path", "paths", "path_regex", "methods", "users", "groups", "level",
+               "step_up"}
     rules = []
     for index, item in enumerate(value):
         path = f"rules[{index}]."
@@ -361,6 +363,9 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
                 reader.problem(f"{path}methods", f"{m!r} is not an HTTP method")
         users = reader.get(item, "users", path, NONE, to_str_list)
         groups = reader.get(item, "groups", path, NONE, to_str_list)
+        step_up = reader.get(item, "step_up", path, 0, to_duration(60))
+        if step_up and level in ("bypass", "deny"):
+            reader.problem(f"{path}step_up", f"has no meaning with level {level}")
         rules.append(Rule(
             level=level,
             hosts=tuple(h.lower() for h in hosts),
@@ -369,6 +374,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
             methods=frozenset(m.upper() for m in methods),
             users=frozenset(users),
             groups=frozenset(groups),
+            step_up=step_up,
         ))
     return tuple(rules)
 

@@ -113,10 +113,13 @@ class Sidecar:
             end = min(end, item.seen_at + settings.idle_timeout)
         return float(end)
 
-    def new_pass(self, identity: Identity, cred: Credential, generation: int) -> str:
+    def new_pass(self, identity: Identity, cred: Credential, generation: int,
+                 code_typed: bool = True) -> str:
+        """A pass for this app session; ``code_typed`` False when a remembered device vouched."""
         now = int(self.clock())
         return self.codec.dumps(Pass(identity.user, self.fingerprint(cred), now, now, generation,
-                                     identity.email, identity.name, identity.groups))
+                                     identity.email, identity.name, identity.groups,
+                                     now if code_typed else 0))
 
     def refreshed(self, item: Pass) -> str | None:
         """A re-signed cookie with a new last-seen time, when an idle timeout needs it."""
@@ -124,7 +127,8 @@ class Sidecar:
         if not self.config.cookie.idle_timeout or now - item.seen_at < REFRESH_AFTER:
             return None
         return self.codec.dumps(Pass(item.user, item.fingerprint, item.issued_at, now,
-                                     item.generation, item.email, item.name, item.groups))
+                                     item.generation, item.email, item.name, item.groups,
+                                     item.code_at))
 
     def set_cookie(self, value: str, secure: bool) -> str:
         settings = self.config.cookie

@@ -36,6 +36,7 @@ class Pass:
     email: str = ""
     name: str = ""
     groups: tuple[str, ...] = ()
+    code_at: int = 0  # when a code was typed for this pass (0: from a remembered device)
 
 
 def fingerprint(key: str, credential: str) -> str:
@@ -53,7 +54,7 @@ class PassCodec:
 
     def dumps(self, item: Pass) -> str:
         payload = [item.user, item.fingerprint, item.issued_at, item.seen_at, item.generation,
-                   item.email, item.name, list(item.groups)]
+                   item.email, item.name, list(item.groups), item.code_at]
         return str(self._serializer.dumps(payload))
 
     def loads(self, value: str) -> Pass | None:
@@ -73,17 +74,17 @@ class PassCodec:
             data = self._serializer.loads(value)
         except (BadSignature, ValueError, TypeError, UnicodeError):
             return None
-        if not (isinstance(data, list) and len(data) == 8):
+        if not (isinstance(data, list) and len(data) == 9):
             return None
-        user, fp, issued, seen, generation, email, name, groups = data
+        user, fp, issued, seen, generation, email, name, groups, code_at = data
         if not all(isinstance(s, str) for s in (user, fp, email, name)) or not user:
             return None
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             return None
-        numbers = (issued, seen, generation)
+        numbers = (issued, seen, generation, code_at)
         if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
             return None
-        return Pass(user, fp, issued, seen, generation, email, name, tuple(groups))
+        return Pass(user, fp, issued, seen, generation, email, name, tuple(groups), code_at)
 
 
 def pass_is_fresh(item: Pass, now: float, max_age: int, idle_timeout: int) -> bool:

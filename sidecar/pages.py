@@ -24,7 +24,8 @@ from sidecar import totp
 from sidecar.context import Sidecar
 from sidecar.cookies import Pass
 from sidecar.forwarded import page_origin, safe_redirect
-from sidecar.policy import level_for
+from sidecar.config import Rule
+from sidecar.policy import code_is_recent, rule_for
 from sidecar.primary import Credential, Identity
 from sidecar.service import Check, CheckResult
 
@@ -144,14 +145,20 @@ class Pages:
         value = self.sc.new_pass(visit.identity, visit.cred, generation)
         return self.sc.set_cookie(value, self.sc.secure(visit.scheme))
 
-    def requires_2fa(self, visit: Visit, rd: str) -> bool:
-        """Whether the rules require 2FA of this user at ``rd`` (a safe, checked target)."""
+    def rule_at(self, visit: Visit, rd: str) -> Rule:
+        """The access rule of ``rd`` (a safe, checked target) for this user."""
         parts = urlsplit(rd)
-        host = parts.netloc or visit.host
-        level = level_for(self.sc.config.rules, self.sc.config.default_level, host,
-                          parts.path or "/", "GET", visit.user, own_prefix=self.prefix,
-                          groups=visit.identity.groups if visit.identity else ())
-        return level == "required"
+        return rule_for(self.sc.config.rules, self.sc.config.default_level,
+                        parts.netloc or visit.host, parts.path or "/", "GET", visit.user,
+                        own_prefix=self.prefix,
+                        groups=visit.identity.groups if visit.identity else ())
+
+    def requires_2fa(self, visit: Visit, rd: str) -> bool:
+        return self.rule_at(visit, rd).level == "required"
+
+    def needs_step_up(self, visit: Visit, rd: str, item: Pass) -> bool:
+        """Whether ``rd`` wants a code typed more recently than this pass's."""
+        return not code_is_recent(self.rule_at(visit, rd), item.code_at, self.sc.clock())
 
     def check_message(self, result: CheckResult) -> str:
         if result.check is Check.LOCKED:
@@ -167,24 +174,24 @@ class Pages:
         visit = await self.visit(request)
         if visit.identity is None:
             return self.signed_out(visit)
-        query = request.query_params
-        rd = self.rd(visit, query.get("rd"))
-        mode = "recovery" if query.get("method") == "recovery" else "totp"
+        source: Any = request.query_params
+        if request.method == "POST":
+            source = await self.form(visit)
+            if isinstance(source, Response):
+                return source
+        rd = self.rd(visit, source.get("rd"))
+        mode = "recovery" if source.get("mode", source.get("method")) == "recovery" else "totp"
         user = await self.sc.service.user(visit.user)
         if not user.enrolled and self.requires_2fa(visit, rd):
             # a proxy that sends every 401 here (ingress-nginx auth-signin) still reaches set-up
             return self.go(f"{self.prefix}/enroll?{urlencode({'rd': rd})}")
-        if not user.enrolled or visit.verified is not None:
+        step_up = visit.verified is not None and self.needs_step_up(visit, rd, visit.verified)
+        if not user.enrolled or (visit.verified is not None and not step_up):
             return self.go(rd)
         error = ""
         status = 200
         if request.method == "POST":
-            fields = await self.form(visit)
-            if isinstance(fields, Response):
-                return fields
-            rd = self.rd(visit, fields.get("rd"))
-            mode = "recovery" if fields.get("mode") == "recovery" else "totp"
-            result = await self.sc.service.check(visit.user, fields.get("code", ""), visit.client)
+            result = await self.sc.service.check(visit.user, source.get("code", ""), visit.client)
             self.sc.metrics.checked(result.check.value)
             if result.check is Check.OK:
                 fresh = await self.sc.service.user(visit.user)
@@ -193,13 +200,12 @@ class Pages:
                     return self.go(f"{self.prefix}/settings?{urlencode({'rd': rd, 'low': 1})}",
                                    cookie)
                 return self.go(rd, cookie)
-            if result.check is Check.NOT_ENROLLED:
-                return self.go(rd)
             error = self.check_message(result)
             status = 429 if result.check is Check.LOCKED else 400
         elif user.locked_until > self.sc.clock():
             error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
         return self.render(visit, "challenge.html", status, rd=rd, mode=mode, error=error,
+                           step_up=step_up,
                            digits=self.sc.config.totp.digits,
                            switch_url=f"{self.prefix}/challenge?" + urlencode(
                                {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}))

@@ -20,6 +20,7 @@ class Outcome(enum.Enum):
     ALLOW = "allow"
     CHALLENGE = "challenge"  # enrolled, not yet verified in this app session
     OTP = "otp"  # an API client with a password: a code must come in the X-OTP header
+    STEP_UP = "step_up"  # verified, but a rule wants a code typed more recently
     ENROLL = "enroll"  # 2FA required by a rule, user not enrolled
     DENY = "deny"
 
@@ -32,6 +33,7 @@ class Facts:
     verified: bool = False  # a valid 2FA cookie for this user and this app session
     credential: str = "session"  # session (cookies) | basic | bearer (the Authorization scheme)
     bearer_passes: bool = True  # api.bearer: pass
+    code_is_recent: bool = True  # a code was typed within the matched rule's step_up window
 
 
 def decide(facts: Facts) -> Outcome:
@@ -42,7 +44,7 @@ def decide(facts: Facts) -> Outcome:
         return Outcome.ALLOW  # anonymous: the app shows its own login
     if facts.enrolled:
         if facts.verified:
-            return Outcome.ALLOW
+            return Outcome.ALLOW if facts.code_is_recent else Outcome.STEP_UP
         if facts.credential == "bearer":
             return Outcome.ALLOW if facts.bearer_passes else Outcome.OTP
         return Outcome.OTP if facts.credential == "basic" else Outcome.CHALLENGE
@@ -118,19 +120,34 @@ def rule_matches(rule: Rule, host: str, path: str, method: str, user: str | None
     return not (rule.path_regex is not None and not rule.path_regex.search(path))
 
 
-def level_for(rules: tuple[Rule, ...], default: str, host: str, raw_path: str, method: str,
-              user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> str:
-    """The level of the first matching rule; a path that cannot be normalized is denied.
+DENY_RULE = Rule("deny")
+BYPASS_RULE = Rule("bypass")
+
+
+def rule_for(rules: tuple[Rule, ...], default: str, host: str, raw_path: str, method: str,
+             user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> Rule:
+    """The first matching rule (or one with the default level); an unnormalizable path is denied.
 
     The sidecar's own pages (``own_prefix``) are always reachable: they do their own checks.
     """
     path = normalize_path(raw_path)
     if path is None:
-        return "deny"
+        return DENY_RULE
     if own_prefix and (path == own_prefix or path.startswith(own_prefix + "/")):
-        return "bypass"
+        return BYPASS_RULE
     host = host.lower()
     for rule in rules:
         if rule_matches(rule, host, path, method, user, groups):
-            return rule.level
-    return default
+            return rule
+    return Rule(default)
+
+
+def level_for(rules: tuple[Rule, ...], default: str, host: str, raw_path: str, method: str,
+              user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> str:
+    """The level of the first matching rule (see ``rule_for``)."""
+    return rule_for(rules, default, host, raw_path, method, user, own_prefix, groups).level
+
+
+def code_is_recent(rule: Rule, code_at: int, now: float) -> bool:
+    """Whether a code typed at ``code_at`` (0 = never in this pass) satisfies the rule's step-up."""
+    return not rule.step_up or (code_at > 0 and now - code_at <= rule.step_up)

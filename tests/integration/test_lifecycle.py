@@ -1,0 +1,67 @@
+"""The rest of the account lifecycle: step-up for sensitive pages, low recovery codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.conftest import FakeClock, make_config, start_env
+
+pytestmark = pytest.mark.anyio
+
+STEP_UP_RULES = [{"path": "/account/password", "level": "optional", "step_up": "5m"}]
+
+
+async def test_step_up_asks_again_for_sensitive_pages(tmp_path: Path, clock: FakeClock) -> None:
+    async for env in start_env(make_config(tmp_path, rules=STEP_UP_RULES), clock):
+        browser = env.browser()
+        await browser.login("alice")
+        secret, _ = await browser.enroll()
+        assert (await browser.auth("/account/password")).status_code == 200  # code just typed
+        clock.advance(6 * 60)
+        assert (await browser.auth("/reports")).status_code == 200  # the session stays verified
+        again = await browser.auth("/account/password")
+        assert again.status_code == 401
+        location = urlsplit(again.headers["location"])
+        assert location.path == "/_2fa/challenge"
+        assert parse_qs(location.query) == {"rd": ["http://app.test/account/password"],
+                                            "why": ["step_up"]}
+        api = await browser.auth("/account/password", accept="application/json")
+        assert api.json()["error"] == "step_up_required"
+        page = await browser.get("/_2fa/challenge?rd=/account/password&why=step_up")
+        assert page.status_code == 200  # asks although the session is verified
+        assert (await browser.get("/_2fa/challenge?rd=/reports")).status_code == 303
+        passed = await browser.challenge(env.code(secret, 1), rd="/account/password")
+        assert passed.status_code == 303 and passed.headers["location"] == "/account/password"
+        assert (await browser.auth("/account/password")).status_code == 200
+
+
+async def test_step_up_must_be_a_real_duration(tmp_path: Path) -> None:
+    from sidecar.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        make_config(tmp_path, rules=[{"path": "/x", "level": "bypass", "step_up": "5m"},
+                                     {"path": "/y", "level": "optional", "step_up": "soon"}])
+    assert any(p.startswith("rules[0].step_up") for p in info.value.problems)
+    assert any(p.startswith("rules[1].step_up") for p in info.value.problems)
+
+
+async def test_few_recovery_codes_left_are_announced(tmp_path: Path, clock: FakeClock) -> None:
+    async for env in start_env(make_config(tmp_path), clock):
+        browser = env.browser()
+        await browser.login("alice")
+        _, codes = await browser.enroll()
+        service = env.sidecar.sidecar.service
+        for code in codes[:16]:
+            assert (await service.check("alice", code, "127.0.0.1")).check.value == "ok"
+        await browser.logout()
+        await browser.login("alice")
+        response = await browser.challenge(codes[16], rd="/reports")
+        assert response.status_code == 303
+        target = urlsplit(response.headers["location"])
+        assert target.path == "/_2fa/settings"
+        assert parse_qs(target.query) == {"rd": ["/reports"], "low": ["1"]}
+        page = await browser.get(response.headers["location"])
+        assert "3 recovery codes left" in page.text and "new recovery codes" in page.text.lower()
+        assert 'href="/reports"' in page.text
