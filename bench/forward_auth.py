@@ -1,125 +1,151 @@
 """Requests/s of /auth/nginx with a valid 2FA cookie, as a ratio to a bare Starlette endpoint.
 
-Both run in one uvicorn process each (httptools, uvloop, no access log) on 127.0.0.1 and are
-measured with wrk in the same run, one after the other. Usage:
+Every server is one process with the same settings (uvicorn: httptools, uvloop, no access log,
+no Server header; granian: --interface asgi, uvloop, 1 worker, 1 runtime thread) on
+127.0.0.1, pinned to CPU 0 while wrk (-t1) runs on CPU 1. All of them run at once (an idle
+server costs nothing) and are measured in interleaved rounds after a warm-up; the median
+round is reported. Usage:
 
-    .venv/bin/python bench/forward_auth.py [--seconds 10] [--connections 32]
+    .venv/bin/python bench/forward_auth.py [--seconds 5] [--rounds 3] [--connections 32]
+                                           [--servers uvicorn,granian] [--no-cli]
+
+Rows: the bare endpoint and the sidecar under uvicorn (the sidecar through
+``bench/sidecar_factory.py`` with exactly the bare endpoint's uvicorn flags), the sidecar as
+``totp-sidecar serve`` starts it (its own uvicorn settings), and the same pair under granian.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import re
-import secrets
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import (AUTH_HEADERS, FACTORY_ENV, GRANIAN, PY, SERVER_CPU, UVICORN,  # noqa: E402
+                          WrkResult, cpu_seconds, free_port, log, med, median_result,
+                          new_secrets, pinned,
+                          processes, profile, ratio, seed_users, sign_cookies, spread,
+                          summarize_profile, user_id, wait_http, wrk, write_config)
 
-from sidecar.config import load_config  # noqa: E402
-from sidecar.context import Sidecar  # noqa: E402
-from sidecar.primary import Identity, credential  # noqa: E402
-from sidecar.storage import SQLiteStorage  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+BARE = "bench.bare:app"
+FACTORY = "bench.sidecar_factory:create_app"
 
 
-def wait_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
+def check_sidecar(port: int, cookie: str, user: str) -> None:
+    import httpx
+
+    response = httpx.get(f"http://127.0.0.1:{port}/auth/nginx", timeout=5,
+                         headers=dict(h.split(": ", 1) for h in (*AUTH_HEADERS, f"Cookie: {cookie}")))
+    if response.status_code != 200 or response.headers.get("remote-user") != user:
+        raise SystemExit(f"sidecar on {port} did not let the valid cookie pass: "
+                         f"{response.status_code} {dict(response.headers)}")
 
 
-async def valid_cookie(config_path: Path) -> str:
-    """Enroll 'alice' in the database and sign a 2FA cookie for session 'bench'."""
-    config = load_config(config_path)
-    storage = SQLiteStorage(config.sqlite_path)
-    await storage.open()
-    await storage.put_pending("alice", "A" * 32, 2**40, 0)
-    await storage.complete_enrollment("alice", "A" * 32, 1, [], 1)
-    generation = (await storage.get_user("alice")).generation
-    await storage.close()
-    sidecar = Sidecar(config, storage=storage)
-    cred = credential({"cookie": "sessionid=bench"}, (config.cookie.name,), ("sessionid",))
-    return f"sessionid=bench; {config.cookie.name}={sidecar.new_pass(Identity('alice'), cred, generation)}"
-
-
-def wrk(port: int, cookie: str, seconds: int, connections: int) -> float:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"Cookie: {cookie}",
-         "-H", "X-Original-URL: http://app.test/reports", "-H", "Accept: text/html",
-         f"http://127.0.0.1:{port}/auth/nginx"], capture_output=True, text=True, check=True).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise SystemExit(f"unexpected answers:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
-
-
-def serve(args: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return proc
+def measure(tmp: Path, seconds: int = 5, rounds: int = 3, connections: int = 32,
+            servers: tuple[str, ...] = ("uvicorn", "granian"), cli: bool = True,
+            warmup: int = 2, profile_seconds: int = 0) -> dict[str, Any]:
+    keys = new_secrets()
+    config = write_config(tmp / "fa-config.yaml", tmp / "fa.db", 9091, keys)  # --port overrides
+    seed_users(config, 1)
+    user = user_id(0)
+    (cookie,) = sign_cookies(config, [user])
+    env = {FACTORY_ENV: str(config)}
+    plan: list[tuple[str, list[str], bool]] = []  # name, args without port, is the sidecar
+    if "uvicorn" in servers:
+        plan += [("uvicorn bare", [*UVICORN, BARE], False),
+                 ("uvicorn sidecar", [*UVICORN, "--factory", FACTORY], True)]
+    if cli:
+        plan += [("totp-sidecar serve", [PY, "-m", "sidecar", "serve", "--config", str(config)], True)]
+    if "granian" in servers:
+        plan += [("granian bare", [*GRANIAN, BARE], False),
+                 ("granian sidecar", [*GRANIAN, "--factory", FACTORY], True)]
+    results: dict[str, list[WrkResult]] = {name: [] for name, _, _ in plan}
+    cpu_us: dict[str, list[float]] = {name: [] for name, _, _ in plan}  # server CPU per request
+    ports: dict[str, int] = {}
+    with processes(tmp) as procs:
+        for name, args, is_sidecar in plan:
+            port = ports[name] = free_port()
+            procs.start(name.replace(" ", "-"), pinned(SERVER_CPU, [*args, "--port", str(port)]),
+                        port, env)
+            wait_http(f"http://127.0.0.1:{port}/healthz" if is_sidecar
+                      else f"http://127.0.0.1:{port}/auth/nginx")
+            if is_sidecar:
+                check_sidecar(port, cookie, user)
+        headers = (*AUTH_HEADERS, f"Cookie: {cookie}")
+        for name in ports:
+            wrk(f"http://127.0.0.1:{ports[name]}/auth/nginx", headers, warmup, connections)
+        for r in range(rounds):
+            for name in ports:
+                pid = procs.started[name.replace(" ", "-")].pid
+                cpu_before = cpu_seconds(pid)
+                res = wrk(f"http://127.0.0.1:{ports[name]}/auth/nginx", headers, seconds, connections)
+                cpu_us[name].append(1e6 * (cpu_seconds(pid) - cpu_before) / max(res.requests, 1))
+                results[name].append(res)
+                log(f"  round {r + 1}: {name:<20} {res.rps:9.0f} req/s"
+                    f"  {cpu_us[name][-1]:5.1f} µs CPU/request")
+        profiles = {}
+        for name in ("uvicorn sidecar", "uvicorn bare") if profile_seconds else ():
+            if name not in ports:
+                continue
+            raw = tmp / f"profile-{name.replace(' ', '-')}.txt"
+            spy = profile(procs.started[name.replace(" ", "-")].pid, profile_seconds, raw)
+            if spy is None:
+                break
+            time.sleep(1)  # py-spy attaches
+            wrk(f"http://127.0.0.1:{ports[name]}/auth/nginx", headers, profile_seconds, connections)
+            spy.wait(30)
+            if raw.exists():
+                profiles[name] = summarize_profile(raw)
+    medians = {name: median_result(rs) for name, rs in results.items()}
+    out: dict[str, Any] = {"rounds": results, "median": medians, "profiles": profiles,
+                           "cpu_us": {name: med(v) for name, v in cpu_us.items()},
+                           "spread": {name: spread(rs) for name, rs in results.items()},
+                           "settings": {"seconds": seconds, "rounds": rounds,
+                                        "connections": connections, "warmup": warmup}}
+    ratios = {}
+    if "uvicorn sidecar" in medians:
+        ratios["uvicorn"] = ratio(medians["uvicorn sidecar"].rps, medians["uvicorn bare"].rps)
+    if "totp-sidecar serve" in medians and "uvicorn bare" in medians:
+        ratios["serve"] = ratio(medians["totp-sidecar serve"].rps, medians["uvicorn bare"].rps)
+    if "granian sidecar" in medians:
+        ratios["granian"] = ratio(medians["granian sidecar"].rps, medians["granian bare"].rps)
+        if "uvicorn sidecar" in medians:
+            ratios["granian_vs_uvicorn_sidecar"] = ratio(medians["granian sidecar"].rps,
+                                                         medians["uvicorn sidecar"].rps)
+            ratios["granian_vs_uvicorn_bare"] = ratio(medians["granian bare"].rps,
+                                                      medians["uvicorn bare"].rps)
+    cpu = out["cpu_us"]
+    out["cpu_ratios"] = {  # requests per CPU-second, sidecar ÷ bare: the ratio on an idle CPU
+        key: ratio(cpu[bare], cpu[sidecar]) for key, bare, sidecar in (
+            ("uvicorn", "uvicorn bare", "uvicorn sidecar"),
+            ("serve", "uvicorn bare", "totp-sidecar serve"),
+            ("granian", "granian bare", "granian sidecar")) if bare in cpu and sidecar in cpu}
+    out["ratios"] = ratios
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--servers", default="uvicorn,granian")
+    parser.add_argument("--no-cli", action="store_true", help="skip the `totp-sidecar serve` row")
     opts = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is needed: apt-get install wrk")
     with tempfile.TemporaryDirectory() as tmp:
-        config_path = Path(tmp) / "config.yaml"
-        config_path.write_text(yaml.safe_dump({
-            "secrets": {"signing_keys": [secrets.token_urlsafe(48)], "hash_key": secrets.token_urlsafe(48),
-                        "encryption_keys": [secrets.token_urlsafe(48)]},
-            "storage": {"sqlite": {"path": str(Path(tmp) / "bench.db")}},
-            "primary": {"session_cookies": ["sessionid"],
-                        "introspect": {"url": "http://127.0.0.1:9/never-called"}},
-            "server": {"log_level": "warning"},
-        }))
-        cookie = asyncio.run(valid_cookie(config_path))
-        uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning",
-                   "--http", "httptools", "--loop", "uvloop", "--no-server-header"]
-        results = {}
-        for name, args in (("bare starlette", [*uvicorn, "bench.bare:app"]),
-                           ("sidecar /auth/nginx", [sys.executable, "-m", "sidecar", "serve",
-                                                    "--config", str(config_path)])):
-            port = free_port()
-            if name.startswith("bare"):
-                args = [*args, "--port", str(port)]
-            else:
-                args = [*args, "--port", str(port)]
-            proc = serve(args, port)
-            try:
-                wrk(port, cookie, 2, opts.connections)  # warm-up
-                results[name] = wrk(port, cookie, opts.seconds, opts.connections)
-            finally:
-                proc.terminate()
-                proc.wait(10)
-        base, ours = results["bare starlette"], results["sidecar /auth/nginx"]
-        print(f"bare starlette endpoint : {base:10.0f} req/s")
-        print(f"sidecar /auth/nginx     : {ours:10.0f} req/s (valid 2FA cookie)")
-        print(f"ratio                   : {ours / base:10.2f}")
+        out = measure(Path(tmp), opts.seconds, opts.rounds, opts.connections,
+                      tuple(opts.servers.split(",")), not opts.no_cli)
+    for name, res in out["median"].items():
+        print(f"{name:<20} {res.rps:10.0f} req/s  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms"
+              f"  (rounds {out['spread'][name]})")
+    for name, value in out["ratios"].items():
+        print(f"ratio {name:<28} {value:6.2f}")
+    for name, value in out["cpu_ratios"].items():
+        print(f"CPU-cost ratio {name:<19} {value:6.2f}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite drives for real (nginx, caddy), when missing.
+# Installs the system packages the test suite drives for real (nginx, caddy; for the browser
+# tests Debian's chromium and libzbar0), when missing, and the browser tests' npm package
+# (axe-core, tests/browser/package-lock.json) with `npm ci` when npm is there.
 # Runs as root with apt-get (CI, fresh Debian machines); elsewhere it only says what is missing.
 # The tests start their own nginx and caddy on free ports: the packages' services are not
 # started here (a policy-rc.d says no while installing), and a caddy one that runs anyway is
 # stopped. A package that cannot be installed is a note, or an error when CI=true.
 set -euo pipefail
 ci="${CI:-}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
 # PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) for the storage and
 # multi-instance tests. On this project's machines it runs already; a stopped cluster is
@@ -23,17 +26,43 @@ fi
 
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 have_caddy() { command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ]; }
+# The browser tests drive /usr/bin/chromium (or $CHROMIUM), never a downloaded browser;
+# pyzbar finds libzbar the way this asks for it (ctypes.util.find_library).
+have_chromium() { [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; }
+have_zbar() { python3 -c 'import ctypes.util, sys; sys.exit(not ctypes.util.find_library("zbar"))' 2>/dev/null; }
+
+# axe-core for the accessibility tests, pinned in tests/browser/package-lock.json. Needs only
+# npm and the npm registry; runs whether or not system packages were missing.
+npm_deps() {
+  local dir="$root/tests/browser"
+  [ -d "$dir/node_modules/axe-core" ] && return 0
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "note: npm not found; the accessibility tests (axe-core) will be skipped" >&2
+    echo "      (install Node.js + npm, then: npm ci --prefix tests/browser)" >&2
+    return 1
+  fi
+  echo "installing: axe-core (npm ci --prefix tests/browser)"
+  if ! npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null; then
+    echo "note: npm ci in tests/browser failed; the accessibility tests will be skipped" >&2
+    return 1
+  fi
+}
+
+status=0
+if ! npm_deps && [ "${ci,,}" = true ]; then status=1; fi
 
 missing=()
 have_nginx || missing+=(nginx)
 have_caddy || missing+=(caddy)
-[ ${#missing[@]} -eq 0 ] && exit 0
+have_chromium || missing+=(chromium)
+have_zbar || missing+=(libzbar0)
+[ ${#missing[@]} -eq 0 ] && exit "$status"
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "note: ${missing[*]} not installed; the end-to-end tests that need it will be skipped" >&2
   echo "      (install it, e.g. 'sudo apt-get install ${missing[*]}')" >&2
   [ "${ci,,}" = true ] && exit 1
-  exit 0
+  exit "$status"
 fi
 
 export DEBIAN_FRONTEND=noninteractive
@@ -66,6 +95,12 @@ fi
 if ! have_caddy; then
   apt_install caddy || failed+=(caddy)
 fi
+if ! have_chromium; then
+  apt_install chromium || failed+=(chromium)  # Debian's own build; the tests never download one
+fi
+if ! have_zbar; then
+  apt_install libzbar0 || failed+=(libzbar0)  # read back by pyzbar: QR codes from screenshots
+fi
 
 # The caddy package enables caddy.service (:80, admin API on localhost:2019). Where a
 # service manager started it anyway, stop it: the tests need neither, and a stray caddy
@@ -84,4 +119,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "note: ${failed[*]} not installed; the end-to-end tests that need it will be skipped" >&2
   [ "${ci,,}" = true ] && exit 1
 fi
-exit 0
+exit "$status"

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -14,12 +15,16 @@ from starlette.routing import Route
 
 from sidecar import logs
 from sidecar.authz import FORWARD, NGINX, ForwardAuth
+from sidecar.branding import image_source
 from sidecar.config import Config
 from sidecar.context import Sidecar
 from sidecar.crypto import SecretUnreadable
 from sidecar.errors import StorageUnavailable, UpstreamUnavailable
+from sidecar.i18n import LanguageMiddleware
+from sidecar.i18n import gettext as _
 from sidecar.metrics import CONTENT_TYPE
 from sidecar.pages import Pages
+from sidecar.reset import ResetGate
 
 log = logging.getLogger("sidecar")
 
@@ -34,12 +39,14 @@ SECURITY_HEADERS = {
 }
 
 
-def content_security_policy(allowed_hosts: tuple[str, ...]) -> str:
-    """No inline script, nothing external; forms may post back (and redirect) to allowed hosts."""
+def content_security_policy(allowed_hosts: tuple[str, ...], logo_url: str = "") -> str:
+    """No inline script, nothing external but a configured logo's origin (``branding.logo_url``);
+    forms may post back (and redirect) to allowed hosts."""
     targets = ["'self'"]
     for host in allowed_hosts:
         targets += [host[1:], "*" + host] if host.startswith(".") else [host]
-    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    images = " ".join(filter(None, ["'self'", "data:", image_source(logo_url)]))
+    return (f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; "
             f"form-action {' '.join(targets)}; frame-ancestors 'none'; base-uri 'none'")
 
 
@@ -74,20 +81,25 @@ class SecurityHeaders:
 class SidecarApp:
     """The ASGI entry point: ``/auth/*`` handled directly, everything else by Starlette."""
 
-    def __init__(self, sidecar: Sidecar) -> None:
+    def __init__(self, sidecar: Sidecar, reset_client: httpx.AsyncClient | None = None) -> None:
         self.sidecar = sidecar
         self.forward_auth = ForwardAuth(sidecar)
         pages = Pages(sidecar)
+        self.reset = (ResetGate(pages, reset_client) if sidecar.config.password_reset.paths
+                      else None)
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
-                    Route("/metrics", self.metrics), *pages.routes()],
+                    Route("/metrics", self.metrics), *pages.routes(),
+                    *(self.reset.routes() if self.reset else [])],
             exception_handlers={StorageUnavailable: self.unavailable,
                                 UpstreamUnavailable: self.unavailable,
                                 SecretUnreadable: self.unavailable},
             lifespan=self.lifespan,
         )
-        self.pages_app = SecurityHeaders(self.starlette,
-                                         content_security_policy(sidecar.config.allowed_redirect_hosts))
+        config = sidecar.config
+        self.pages_app = SecurityHeaders(
+            LanguageMiddleware(self.starlette, config.languages.enabled, config.languages.default),
+            content_security_policy(config.allowed_redirect_hosts, config.branding.logo_url))
         self.pages = pages
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -108,6 +120,9 @@ class SidecarApp:
         try:
             yield
         finally:
+            await self.sidecar.notifier.aclose()
+            if self.reset is not None:
+                await self.reset.aclose()
             await self.sidecar.resolver.aclose()
             await self.sidecar.storage.close()
 
@@ -127,15 +142,17 @@ class SidecarApp:
     async def unavailable(self, request: Request, exc: Exception) -> Response:
         log.error("page unavailable: %s", exc)
         return self.pages.templates.TemplateResponse(
-            request, "message.html", {"title": "Two-factor authentication is unavailable",
-                                      "text": "The service that checks codes cannot reach its "
-                                              "data right now. Nothing was changed. Please try "
-                                              "again in a minute.", "link": "", "identity": None},
+            request, "message.html", {
+                "title": _("Two-factor authentication is unavailable"),
+                "text": _("The service that checks codes cannot reach its data right now. Nothing "
+                          "was changed. Please try again in a minute."),
+                "link": "", "identity": None},
             status_code=503)
 
 
-def create_app(config: Config, **parts: Any) -> SidecarApp:
-    return SidecarApp(Sidecar(config, **parts))
+def create_app(config: Config, reset_client: httpx.AsyncClient | None = None,
+               **parts: Any) -> SidecarApp:
+    return SidecarApp(Sidecar(config, **parts), reset_client)
 
 
 def app_from_environment() -> SidecarApp:

@@ -89,7 +89,8 @@ class ForwardAuth:
 
     async def __call__(self, scope: dict[str, Any], send: Send, flavour: str) -> None:
         started = time.perf_counter()
-        key = (flavour, scope.get("client"), tuple(scope["headers"]))
+        client = scope.get("client")
+        key = (flavour, client[0] if client else None, tuple(scope["headers"]))
         hit = self._answers.get(key)
         if hit is not None and hit[0] > time.monotonic() and hit[1] > self.sc.clock() and \
                 self.sc.service.generation_is(hit[2], hit[3]):
@@ -99,7 +100,10 @@ class ForwardAuth:
         outcome, answer, cacheable = await self._answer_for(scope, flavour)
         if cacheable is not None:
             if len(self._answers) >= ANSWER_CACHE_LIMIT:
-                self._answers.clear()
+                now = time.monotonic()
+                self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+                if len(self._answers) >= ANSWER_CACHE_LIMIT:
+                    self._answers.clear()
             self._answers[key] = (time.monotonic() + ANSWER_CACHE_SECONDS, *cacheable, answer)
         self.sc.metrics.decided(outcome, started)
         await answer.send(send)
@@ -141,14 +145,20 @@ class ForwardAuth:
                     identity, item = current, None
             refresh = sc.refreshed(item) if item is not None else None
         verified = item is not None
+        code_at = item.code_at if item is not None else 0
         if not verified:
             identity = await sc.identity(headers, cred, trusted=True)
         user = identity.user if identity else None
+        if not verified and identity is not None and user is not None:
+            generation = await sc.device_vouches(headers, user)
+            if generation is not None:  # a remembered device: the pass it earns goes along
+                verified = True
+                refresh = sc.new_pass(identity, cred, generation, code_typed=False)
         rule = policy.rule_for(sc.config.rules, sc.config.default_level, original.host,
                                original.path, original.method, user, own_prefix=self.prefix,
                                groups=identity.groups if identity else ())
         level = rule.level
-        recent = item is None or policy.code_is_recent(rule, item.code_at, sc.clock())
+        recent = not verified or policy.code_is_recent(rule, code_at, sc.clock())
         enrolled = verified
         if user is not None and not verified and level in ("optional", "required"):
             enrolled = (await sc.service.cached_state(user)).enrolled

@@ -99,10 +99,14 @@ async def _users(config: Config, action: str, user_id: str | None) -> int:
     from sidecar.pages import when
     from sidecar.service import TwoFactor
 
+    from sidecar.notify import Notifier
+
     storage = make_storage(config)
     await storage.open()
+    notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact)
     try:
-        service = TwoFactor(config, storage)
+        service = TwoFactor(config, storage,
+                            on_event=lambda event, user, detail: notifier.notify(event, user, detail))
         if action == "list":
             for user in await storage.list_users():
                 print(_describe(user, when))
@@ -128,6 +132,7 @@ async def _users(config: Config, action: str, user_id: str | None) -> int:
         print(f"{user_id}: unlocked")
         return 0
     finally:
+        await notifier.aclose()  # the admin-reset notice goes out before the command ends
         await storage.close()
 
 

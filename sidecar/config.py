@@ -18,7 +18,9 @@ from collections.abc import Callable
 
 import yaml
 
+from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
 from sidecar.errors import ConfigError
+from sidecar.i18n import LANGUAGES, SOURCE_LANGUAGE
 
 T = TypeVar("T")
 
@@ -27,6 +29,8 @@ MIN_KEY_LENGTH = 32
 ENV_SIGNING_KEYS = "TOTP_SIDECAR_SIGNING_KEYS"
 ENV_HASH_KEY = "TOTP_SIDECAR_HASH_KEY"
 ENV_ENCRYPTION_KEYS = "TOTP_SIDECAR_ENCRYPTION_KEYS"
+ENV_WEBHOOK_SECRET = "TOTP_SIDECAR_WEBHOOK_SECRET"
+ENV_SMTP_PASSWORD = "TOTP_SIDECAR_SMTP_PASSWORD"
 ENV_POSTGRES_DSN = "TOTP_SIDECAR_POSTGRES_DSN"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -95,6 +99,58 @@ class ThrottleConfig:
     max_failures_per_client: int = 20
 
 
+NOTICE_EVENTS: tuple[str, ...] = ("enabled", "disabled", "recovery_code_used", "codes_regenerated", "locked",
+                 "admin_reset")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    url: str
+    secret: str = field(repr=False, default="")
+    timeout_seconds: int = 5
+    retries: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class EmailConfig:
+    host: str
+    sender: str
+    port: int = 587
+    security: str = "starttls"  # starttls | tls | none
+    username: str = ""
+    password: str = field(repr=False, default="")
+    retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """Notices to the user (e-mail) and to the operator's systems (webhook) on 2FA changes."""
+
+    events: tuple[str, ...] = NOTICE_EVENTS
+    webhook: WebhookConfig | None = None
+    email: EmailConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetConfig:
+    """The password-reset gate: the app's reset path(s) need a code for that account first."""
+
+    paths: tuple[str, ...] = ()
+    account_field: str = "email"
+    app_url: str = ""
+    always_ask: bool = False
+    grant_seconds: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class RememberConfig:
+    """"Remember this device": off unless enabled; a device then vouches for max_days."""
+
+    enabled: bool = False
+    max_days: int = 30
+    cookie_name: str = "totp_sidecar_device"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     """API clients that log in with a password (``Authorization: Basic``)."""
@@ -102,6 +158,29 @@ class ApiConfig:
     otp_header: str = "X-OTP"
     burst_seconds: int = 30  # a verified code serves further calls with the same credential this long
     bearer: str = "pass"  # pass | require_otp
+
+
+@dataclass(frozen=True, slots=True)
+class BrandingConfig:
+    """How the pages look: name, logo, accent colour, who to ask for help."""
+
+    product_name: str = ""  # "" = totp.issuer (parse_config fills it in)
+    logo_url: str = ""  # an https:// URL (allowed in the CSP img-src) or a path on the app host
+    logo_data: str = field(default="", repr=False)  # branding.logo_file as a data: URI
+    accent_color: str = ""  # #rrggbb, checked for contrast; "" = the stylesheet's blue
+    support_contact: str = ""  # also the older top-level support_contact
+
+    @property
+    def logo(self) -> str:
+        return self.logo_url or self.logo_data
+
+
+@dataclass(frozen=True, slots=True)
+class LanguagesConfig:
+    """The pages' languages: chosen per request from Accept-Language among ``enabled``."""
+
+    default: str = SOURCE_LANGUAGE
+    enabled: tuple[str, ...] = LANGUAGES
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +226,16 @@ class Config:
     totp: TotpConfig = field(default_factory=TotpConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    remember_device: RememberConfig = field(default_factory=RememberConfig)
+    password_reset: ResetConfig = field(default_factory=ResetConfig)
     prefix: str = "/_2fa"
     allowed_redirect_hosts: tuple[str, ...] = ()
     default_level: str = "optional"
     rules: tuple[Rule, ...] = ()
     support_contact: str = ""
+    branding: BrandingConfig = field(default_factory=BrandingConfig)
+    languages: LanguagesConfig = field(default_factory=LanguagesConfig)
 
     @property
     def sqlite_path(self) -> str:
@@ -244,6 +328,12 @@ def to_duration(minimum: int) -> Callable[[Any], int]:
     return convert
 
 
+def to_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
 def to_str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -326,6 +416,62 @@ def _secret_values(reader: _Reader, data: dict[str, Any], key: str, env: str,
     return tuple(values)
 
 
+def _one_secret(reader: _Reader, data: dict[str, Any], key: str, path: str, env: str) -> str:
+    """An optional secret from ``key``, ``key_file`` or the environment variable ``env``."""
+    found = [(f"{path}{key}", data[key]) for k in (key,) if data.get(k) is not None]
+    if data.get(f"{key}_file") is not None:
+        text = reader.read_file(f"{path}{key}_file", data[f"{key}_file"])
+        found.append((f"{path}{key}_file", text))
+    if reader.environ.get(env, "").strip():
+        found.append((env, reader.environ[env].strip()))
+    if len(found) > 1:
+        reader.problem(f"{path}{key}", "is given more than once: " + ", ".join(w for w, _ in found))
+        return ""
+    if found and not isinstance(found[0][1], str):
+        reader.problem(found[0][0], "must be a string")
+        return ""
+    return str(found[0][1]) if found and found[0][1] is not None else ""
+
+
+def _notify(reader: _Reader, data: dict[str, Any]) -> NotifyConfig:
+    n = reader.section(data, "notify", "", {"events", "webhook", "email"})
+    events = reader.get(n, "events", "notify.", NOTICE_EVENTS, to_str_list)
+    for event in events:
+        if event not in NOTICE_EVENTS:
+            reader.problem("notify.events", f"{event!r} is not one of {', '.join(NOTICE_EVENTS)}")
+    webhook = None
+    if n.get("webhook") is not None:
+        w = reader.section(n, "webhook", "notify.", {"url", "secret", "secret_file",
+                                                    "timeout_seconds", "retries"})
+        url = reader.get(w, "url", "notify.webhook.", "", to_url)
+        if not url:
+            reader.problem("notify.webhook.url", "is required (an http:// or https:// URL)")
+        secret = _one_secret(reader, w, "secret", "notify.webhook.", ENV_WEBHOOK_SECRET)
+        if len(secret) < MIN_KEY_LENGTH:
+            reader.problem("notify.webhook.secret", f"is required, at least {MIN_KEY_LENGTH} "
+                           f"characters (or secret_file, or {ENV_WEBHOOK_SECRET}): it signs the body")
+        webhook = WebhookConfig(url, secret,
+                                reader.get(w, "timeout_seconds", "notify.webhook.", 5, to_int(1, 60)),
+                                reader.get(w, "retries", "notify.webhook.", 5, to_int(0, 10)))
+    email = None
+    if n.get("email") is not None:
+        e = reader.section(n, "email", "notify.", {"host", "port", "security", "username",
+                                                  "password", "password_file", "from", "retries"})
+        host = reader.get(e, "host", "notify.email.", "", to_str)
+        sender = reader.get(e, "from", "notify.email.", "", to_str)
+        for key, value in (("host", host), ("from", sender)):
+            if not value:
+                reader.problem(f"notify.email.{key}", "is required")
+        email = EmailConfig(
+            host, sender, reader.get(e, "port", "notify.email.", 587, to_int(1, 65535)),
+            reader.get(e, "security", "notify.email.", "starttls",
+                       to_choice("starttls", "tls", "none")),
+            reader.get(e, "username", "notify.email.", "", to_str),
+            _one_secret(reader, e, "password", "notify.email.", ENV_SMTP_PASSWORD),
+            reader.get(e, "retries", "notify.email.", 3, to_int(0, 10)))
+    return NotifyConfig(events, webhook, email)
+
+
 def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
     if value is None:
         return ()
@@ -363,7 +509,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
                 reader.problem(f"{path}methods", f"{m!r} is not an HTTP method")
         users = reader.get(item, "users", path, NONE, to_str_list)
         groups = reader.get(item, "groups", path, NONE, to_str_list)
-        step_up = reader.get(item, "step_up", path, 0, to_duration(60))
+        step_up = reader.get(item, "step_up", path, 0, to_duration(1))
         if step_up and level in ("bypass", "deny"):
             reader.problem(f"{path}step_up", f"has no meaning with level {level}")
         rules.append(Rule(
@@ -433,8 +579,60 @@ def _storage(reader: _Reader, data: dict[str, Any]) -> StorageConfig:
     return PostgresConfig(dsn.strip())
 
 
+def _branding(reader: _Reader, data: dict[str, Any], issuer: str) -> BrandingConfig:
+    """``branding.*``; the top-level ``support_contact`` of older configs still counts."""
+    b = reader.section(data, "branding", "", {"product_name", "logo_url", "logo_file",
+                                              "accent_color", "support_contact"})
+    name = reader.get(b, "product_name", "branding.", "", to_str).strip()
+    logo_url = reader.get(b, "logo_url", "branding.", "", to_str)
+    if logo_url and (why := logo_url_problem(logo_url)):
+        reader.problem("branding.logo_url", why)
+        logo_url = ""
+    logo_data = ""
+    if b.get("logo_file") is not None:
+        if "logo_url" in b:
+            reader.problem("branding.logo_file", "give only one of branding.logo_url and "
+                           "branding.logo_file")
+        elif not isinstance(b["logo_file"], str):
+            reader.problem("branding.logo_file", "must be a file path (a PNG or SVG file)")
+        else:
+            file = Path(b["logo_file"])
+            try:
+                logo_data = logo_data_uri(file if file.is_absolute() else reader.base_dir / file)
+            except ValueError as exc:
+                reader.problem("branding.logo_file", str(exc))
+    accent = reader.get(b, "accent_color", "branding.", "", to_str)
+    if accent and (why := accent_problem(accent)):
+        reader.problem("branding.accent_color", f"{why} (got {accent!r})")
+        accent = ""
+    contact = reader.get(b, "support_contact", "branding.", "", to_str)
+    older = reader.get(data, "support_contact", "", "", to_str)
+    if contact and older and contact != older:
+        reader.problem("support_contact", "is given twice, differently: keep only "
+                       "branding.support_contact")
+    return BrandingConfig(name or issuer, logo_url, logo_data, accent.lower(), contact or older)
+
+
+def _languages(reader: _Reader, data: dict[str, Any]) -> LanguagesConfig:
+    lg = reader.section(data, "languages", "", {"default", "enabled"})
+    listed = reader.get(lg, "enabled", "languages.", LANGUAGES, to_str_list)
+    if not listed:
+        reader.problem("languages.enabled", f"must name at least one of {', '.join(LANGUAGES)}")
+    for language in listed:
+        if language not in LANGUAGES:
+            reader.problem("languages.enabled", f"{language!r} is not one of {', '.join(LANGUAGES)}")
+    enabled = tuple(dict.fromkeys(lang for lang in listed if lang in LANGUAGES)) or LANGUAGES
+    default = reader.get(lg, "default", "languages.", "", to_choice(*LANGUAGES))
+    if default and default not in enabled:
+        reader.problem("languages.default", f"{default!r} is not in languages.enabled")
+    if not default or default not in enabled:
+        default = SOURCE_LANGUAGE if SOURCE_LANGUAGE in enabled else enabled[0]
+    return LanguagesConfig(default, enabled)
+
+
 TOP_KEYS = {"server", "primary", "cookie", "totp", "throttle", "secrets", "storage", "prefix",
-            "redirects", "rules", "default_level", "support_contact", "api"}
+            "redirects", "rules", "default_level", "support_contact", "api",
+            "branding", "languages", "notify", "remember_device", "password_reset"}
 
 
 def parse_config(data: Any, environ: dict[str, str] | None = None,
@@ -519,6 +717,33 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
                                            to_int(1, 100_000)),
     )
 
+    pr = reader.section(data, "password_reset", "", {"paths", "account_field", "app_url",
+                                                     "always_ask", "grant_seconds"})
+    reset = ResetConfig(
+        paths=reader.get(pr, "paths", "password_reset.", NONE, to_str_list),
+        account_field=reader.get(pr, "account_field", "password_reset.", "email", to_str),
+        app_url=reader.get(pr, "app_url", "password_reset.", "", to_url),
+        always_ask=reader.get(pr, "always_ask", "password_reset.", False, to_bool),
+        grant_seconds=reader.get(pr, "grant_seconds", "password_reset.", 600, to_duration(60)),
+    )
+    for reset_path in reset.paths:
+        if not re.fullmatch(r"(/[A-Za-z0-9_.~-]+)+/?", reset_path):
+            reader.problem("password_reset.paths", f"{reset_path!r} must be a plain path such as "
+                           "/password/reset")
+    if reset.paths and not reset.app_url:
+        reader.problem("password_reset.app_url", "is required with password_reset.paths (where "
+                       "the sidecar forwards the reset page once the code was entered)")
+
+    rm = reader.section(data, "remember_device", "", {"enabled", "max_days", "cookie_name"})
+    remember = RememberConfig(
+        enabled=reader.get(rm, "enabled", "remember_device.", False, to_bool),
+        max_days=reader.get(rm, "max_days", "remember_device.", 30, to_int(1, 365)),
+        cookie_name=reader.get(rm, "cookie_name", "remember_device.", "totp_sidecar_device",
+                               to_str),
+    )
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", remember.cookie_name):
+        reader.problem("remember_device.cookie_name", "may only contain letters, digits, _ and -")
+
     a = reader.section(data, "api", "", {"otp_header", "burst_seconds", "bearer"})
     api = ApiConfig(
         otp_header=reader.get(a, "otp_header", "api.", "X-OTP", to_str),
@@ -529,6 +754,8 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         reader.problem("api.otp_header", "must be a header name (letters, digits and -)")
     if api.burst_seconds > 300:
         reader.problem("api.burst_seconds", "must be at most 300 seconds")
+
+    notify = _notify(reader, data)
 
     sec = reader.section(data, "secrets", "", {"signing_keys", "signing_keys_file", "hash_key",
                                                "hash_key_file", "encryption_keys",
@@ -542,6 +769,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     r = reader.section(data, "redirects", "", {"allowed_hosts"})
     allowed_hosts = reader.get(r, "allowed_hosts", "redirects.", NONE, to_str_list)
 
+    branding = _branding(reader, data, totp.issuer)
     config = Config(
         signing_keys=signing_keys,
         hash_key=hash_keys[0] if hash_keys else "",
@@ -553,12 +781,17 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         totp=totp,
         throttle=throttle,
         api=api,
+        notify=notify,
+        remember_device=remember,
+        password_reset=reset,
         prefix=reader.get(data, "prefix", "", "/_2fa", to_prefix),
         allowed_redirect_hosts=tuple(h.lower() for h in allowed_hosts),
         default_level=reader.get(data, "default_level", "", "optional",
                                  to_choice("optional", "required")),
         rules=_rules(reader, data.get("rules")),
-        support_contact=reader.get(data, "support_contact", "", "", to_str),
+        support_contact=branding.support_contact,
+        branding=branding,
+        languages=_languages(reader, data),
     )
     if reader.problems:
         raise ConfigError(reader.problems)

@@ -14,7 +14,10 @@ from sidecar.config import Config
 from sidecar.errors import StorageUnavailable
 from sidecar.cookies import Pass, PassCodec
 from sidecar.forwarded import TrustedProxies
+from sidecar import reset
+from sidecar.devices import Devices
 from sidecar.metrics import Metrics
+from sidecar.notify import Notifier
 from sidecar.primary import Credential, Identity, Resolver, credential, make_resolver, parse_cookies
 from sidecar.service import TwoFactor
 from sidecar.storage import Storage, make_storage
@@ -42,10 +45,18 @@ class Sidecar:
         self.storage: Storage = storage or make_storage(config)
         self.resolver: Resolver = resolver or make_resolver(config)
         self.metrics = Metrics()
-        self.service = TwoFactor(config, self.storage, clock, on_event=self.metrics.event)
+        self.notifier = Notifier(config.notify, config.totp.issuer, contact=self.storage.contact)
+        self.service = TwoFactor(config, self.storage, clock, on_event=self.on_event)
         self.codec = PassCodec(config.signing_keys)
         self.trusted = TrustedProxies(config.server.trusted_proxies)
-        self.own_cookies = (config.cookie.name,)
+        remember = config.remember_device
+        self.devices = (Devices(self.storage, config.signing_keys, remember.max_days)
+                        if remember.enabled else None)
+        self.own_cookies = (config.cookie.name, remember.cookie_name, *reset.OWN_COOKIES)
+
+    def on_event(self, event: str, user: str, detail: dict[str, Any]) -> None:
+        self.metrics.event(event)
+        self.notifier.notify(event, user, detail)
 
     # -- request facts ------------------------------------------------------------------
     def peer(self, scope: Mapping[str, Any]) -> str:
@@ -129,6 +140,25 @@ class Sidecar:
         return self.codec.dumps(Pass(item.user, item.fingerprint, item.issued_at, now,
                                      item.generation, item.email, item.name, item.groups,
                                      item.code_at))
+
+    async def device_vouches(self, headers: dict[str, str], user: str) -> int | None:
+        """The user's generation when a remembered-device cookie vouches for them, else None."""
+        if self.devices is None:
+            return None
+        value = parse_cookies(headers.get("cookie", "")).get(self.config.remember_device.cookie_name)
+        if not value:
+            return None
+        state = await self.service.cached_state(user)
+        if state.enrolled and await self.devices.vouches(value, user, state.generation,
+                                                         self.clock()):
+            return state.generation
+        return None
+
+    def device_cookie(self, value: str, secure: bool) -> str:
+        remember = self.config.remember_device
+        parts = [f"{remember.cookie_name}={value}", "Path=/",
+                 f"Max-Age={remember.max_days * 86400}", "HttpOnly", "SameSite=Lax"]
+        return "; ".join(parts + (["Secure"] if secure else []))
 
     def set_cookie(self, value: str, secure: bool) -> str:
         settings = self.config.cookie

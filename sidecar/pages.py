@@ -21,19 +21,25 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from sidecar import totp
+from sidecar.branding import brand_css, support_link
 from sidecar.context import Sidecar
 from sidecar.cookies import Pass
 from sidecar.forwarded import page_origin, safe_redirect
+from sidecar.i18n import gettext as _
+from sidecar.i18n import install as install_i18n
+from sidecar.i18n import lazy_gettext as _l
+from sidecar.i18n import ngettext, preload
 from sidecar.config import Rule
 from sidecar.policy import code_is_recent, rule_for
-from sidecar.primary import Credential, Identity
+from sidecar.primary import Credential, Identity, parse_cookies
 from sidecar.service import Check, CheckResult
 
 LOW_RECOVERY_CODES = 3
 NOTICES = {
-    "enabled": "Two-factor authentication is enabled.",
-    "disabled": "Two-factor authentication is turned off. You can turn it on again at any time.",
-    "codes": "New recovery codes are ready. The old ones no longer work.",
+    "enabled": _l("Two-factor authentication is enabled."),
+    "disabled": _l("Two-factor authentication is turned off. You can turn it on again at any time."),
+    "codes": _l("New recovery codes are ready. The old ones no longer work."),
+    "devices": _l("Forgotten: those devices will ask for a code again at the next sign-in."),
 }
 
 
@@ -73,13 +79,32 @@ def when(timestamp: int | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def lockout_message(locked_until: float, now: float) -> str:
+    """"Try again in 14 minutes (after 10:25 UTC)": the time left and the moment it ends."""
+    minutes = max(1, -int((now - locked_until) // 60))  # rounded up
+    end = dt.datetime.fromtimestamp(locked_until, dt.UTC)
+    same_day = end.date() == dt.datetime.fromtimestamp(now, dt.UTC).date()
+    moment = end.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
+    return ngettext("Too many attempts. Try again in %(num)s minute (after %(time)s), or ask your "
+                    "administrator to unlock your account.",
+                    "Too many attempts. Try again in %(num)s minutes (after %(time)s), or ask your "
+                    "administrator to unlock your account.", minutes, time=moment)
+
+
 class Pages:
     def __init__(self, sidecar: Sidecar) -> None:
         self.sc = sidecar
         self.prefix = sidecar.config.prefix
         self.templates = Jinja2Templates(directory=str(templates_dir()))
-        self.templates.env.globals.update(prefix=self.prefix, issuer=sidecar.config.totp.issuer,
-                                          support=sidecar.config.support_contact)
+        brand = sidecar.config.branding
+        preload(sidecar.config.languages.enabled)
+        install_i18n(self.templates.env)
+        self.brand_css = brand_css(brand.accent_color) if brand.accent_color else ""
+        self.templates.env.globals.update(
+            prefix=self.prefix, issuer=sidecar.config.totp.issuer, digits=sidecar.config.totp.digits,
+            product_name=brand.product_name or sidecar.config.totp.issuer, logo=brand.logo,
+            brand_css=bool(self.brand_css), support=sidecar.config.support_contact,
+            support_href=support_link(sidecar.config.support_contact))
 
     def routes(self) -> list[Route | Mount]:
         p = self.prefix
@@ -91,6 +116,8 @@ class Pages:
             Route(p + "/disable", self.disable, methods=["POST"]),
             Route(p + "/recovery-codes", self.recovery_codes, methods=["POST"]),
             Route(p + "/logout", self.logout, methods=["GET", "POST"]),
+            Route(p + "/devices", self.forget_devices, methods=["POST"]),
+            Route(p + "/static/brand.css", self.brand_stylesheet),  # before the static Mount
             Mount(p + "/static", StaticFiles(directory=str(templates_dir() / "static")),
                   name="static"),
         ]
@@ -126,18 +153,24 @@ class Pages:
         return response
 
     async def form(self, visit: Visit) -> dict[str, str] | Response:
-        """The POSTed fields, or a 403 page when the CSRF token is missing or foreign."""
+        """The POSTed fields, or a 403 page when the CSRF token is missing or foreign.
+
+        Every accepted POST also keeps the user's e-mail (from the app) for notices, before
+        the action whose notice may need it.
+        """
         data = await visit.request.form(max_files=0, max_fields=20)
         fields = {k: v for k, v in data.items() if isinstance(v, str)}
         if visit.identity is None or not self.sc.csrf_ok(visit.user, visit.cred,
                                                         fields.get("csrf", "")):
-            return self.render(visit, "message.html", 403, title="This form has expired",
-                               text="Reload the page and try again.", link=self.prefix + "/settings")
+            return self.render(visit, "message.html", 403, title=_("This form has expired"),
+                               text=_("Reload the page and try again."),
+                               link=self.prefix + "/settings")
+        await self.sc.service.remember_contact(visit.user, visit.identity.email)
         return fields
 
     def signed_out(self, visit: Visit) -> Response:
-        return self.render(visit, "message.html", 401, title="Sign in first",
-                           text="Sign in to the app, then come back to this page.",
+        return self.render(visit, "message.html", 401, title=_("Sign in first"),
+                           text=_("Sign in to the app, then come back to this page."),
                            link=self.rd(visit, visit.request.query_params.get("rd")))
 
     def pass_cookie(self, visit: Visit, generation: int) -> str:
@@ -162,13 +195,18 @@ class Pages:
 
     def check_message(self, result: CheckResult) -> str:
         if result.check is Check.LOCKED:
-            return (f"Too many attempts. Try again after {when(result.locked_until)}, "
-                    "or ask your administrator to unlock your account.")
-        return "That code is not valid. Check your authenticator app and try again."
+            return lockout_message(result.locked_until, self.sc.clock())
+        return _("That code is not valid. Check your authenticator app and try again.")
 
     # -- pages --------------------------------------------------------------------------
     async def home(self, request: Request) -> Response:
         return RedirectResponse(self.prefix + "/settings", status_code=303)
+
+    async def brand_stylesheet(self, request: Request) -> Response:
+        """branding.accent_color as CSS custom properties (inline styles are not allowed)."""
+        if not self.brand_css:
+            return Response("/* no branding.accent_color */\n", media_type="text/css")
+        return Response(self.brand_css, media_type="text/css")
 
     async def challenge(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -185,6 +223,12 @@ class Pages:
         if not user.enrolled and self.requires_2fa(visit, rd):
             # a proxy that sends every 401 here (ingress-nginx auth-signin) still reaches set-up
             return self.go(f"{self.prefix}/enroll?{urlencode({'rd': rd})}")
+        if visit.verified is None and user.enrolled and request.method == "GET" and \
+                not self.rule_at(visit, rd).step_up:
+            generation = await self.sc.device_vouches(visit.headers, visit.user)
+            if generation is not None:  # a remembered device: no code needed here
+                value = self.sc.new_pass(visit.identity, visit.cred, generation, code_typed=False)
+                return self.go(rd, self.sc.set_cookie(value, self.sc.secure(visit.scheme)))
         step_up = visit.verified is not None and self.needs_step_up(visit, rd, visit.verified)
         if not user.enrolled or (visit.verified is not None and not step_up):
             return self.go(rd)
@@ -197,9 +241,17 @@ class Pages:
                 fresh = await self.sc.service.user(visit.user)
                 cookie = self.pass_cookie(visit, fresh.generation)
                 if result.used_recovery and result.recovery_left <= LOW_RECOVERY_CODES:
-                    return self.go(f"{self.prefix}/settings?{urlencode({'rd': rd, 'low': 1})}",
-                                   cookie)
-                return self.go(rd, cookie)
+                    response = self.go(
+                        f"{self.prefix}/settings?{urlencode({'rd': rd, 'low': 1})}", cookie)
+                else:
+                    response = self.go(rd, cookie)
+                if source.get("remember") == "1" and self.sc.devices is not None:
+                    value = await self.sc.devices.remember(
+                        visit.user, fresh.generation, visit.headers.get("user-agent", ""),
+                        int(self.sc.clock()))
+                    response.headers.append("set-cookie", self.sc.device_cookie(
+                        value, self.sc.secure(visit.scheme)))
+                return response
             error = self.check_message(result)
             status = 429 if result.check is Check.LOCKED else 400
         elif user.locked_until > self.sc.clock():
@@ -207,6 +259,8 @@ class Pages:
         return self.render(visit, "challenge.html", status, rd=rd, mode=mode, error=error,
                            step_up=step_up,
                            digits=self.sc.config.totp.digits,
+                           remember_days=(self.sc.config.remember_device.max_days
+                                          if self.sc.devices is not None else 0),
                            switch_url=f"{self.prefix}/challenge?" + urlencode(
                                {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}))
 
@@ -240,8 +294,8 @@ class Pages:
         secret = await sc.service.pending_secret(visit.user)
         uri = totp.provisioning_uri(secret, visit.account, sc.config.totp.issuer,
                                     sc.service.params)
-        qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, dark="#111", light="#fff",
-                                                   title="QR code for your authenticator app")
+        qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111", light="#fff",
+                                                   title=_("QR code for your authenticator app"))
         return self.render(visit, "enroll.html", status, qr=qr, account=visit.account,
                            key=totp.grouped(secret), error=error, rd=rd,
                            period=sc.config.totp.period, digits=sc.config.totp.digits)
@@ -249,9 +303,11 @@ class Pages:
     def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
         query = {"notice": notice} | ({"rd": rd} if rd else {})
         issued = when(int(self.sc.clock()))
-        text = "\n".join([f"{self.sc.config.totp.issuer} recovery codes",
-                          f"Account: {visit.account}", f"Created: {issued}", "",
-                          "Each code works once. Keep them somewhere safe.", "", *codes, ""])
+        issuer = self.sc.config.totp.issuer
+        text = "\n".join([_("%(issuer)s recovery codes", issuer=issuer),
+                          _("Account: %(account)s", account=visit.account),
+                          _("Created: %(date)s", date=issued), "",
+                          _("Each code works once. Keep them somewhere safe."), "", *codes, ""])
         return self.render(visit, "recovery_codes.html", codes=codes, account=visit.account,
                            download="data:text/plain;charset=utf-8," + quote(text),
                            filename=f"{self.sc.config.totp.issuer}-recovery-codes.txt",
@@ -269,7 +325,33 @@ class Pages:
         rd = self.rd(visit, query.get("rd"), "")
         low = bool(query.get("low")) and user.enrolled and user.recovery_left <= LOW_RECOVERY_CODES
         return self.render(visit, "settings.html", user=user, since=when(user.enabled_at),
-                           notice=NOTICES.get(query.get("notice", ""), ""), rd=rd, low=low)
+                           notice=NOTICES.get(query.get("notice", ""), ""), rd=rd, low=low,
+                           devices=await self.device_list(visit))
+
+    async def device_list(self, visit: Visit) -> list[dict[str, str]]:
+        """The user's remembered devices for the settings page (this one marked)."""
+        if self.sc.devices is None:
+            return []
+        own = self.sc.devices.device_id(parse_cookies(visit.headers.get("cookie", "")).get(
+            self.sc.config.remember_device.cookie_name, ""))
+        return [{"id": d.device_id, "browser": d.browser, "created": when(d.created_at),
+                 "seen": when(d.last_seen), "this": "1" if d.device_id == own else ""}
+                for d in await self.sc.storage.devices(visit.user)]
+
+    async def forget_devices(self, request: Request) -> Response:
+        """POST: forget one remembered device (``device``) or all (``device=all``)."""
+        visit = await self.visit(request)
+        if visit.identity is None:
+            return self.signed_out(visit)
+        fields = await self.form(visit)
+        if isinstance(fields, Response):
+            return fields
+        if visit.verified is None or self.sc.devices is None:
+            return self.go(f"{self.prefix}/settings")
+        which = fields.get("device", "")
+        count = await self.sc.devices.forget(visit.user, None if which == "all" else which)
+        await self.sc.service.audit("devices_forgotten", visit.user, visit.client, count=count)
+        return self.go(f"{self.prefix}/settings?notice=devices")
 
     async def _confirmed(self, visit: Visit) -> tuple[dict[str, str], CheckResult] | Response:
         """A POST from a verified session whose code checks out, or the response to give."""
@@ -313,6 +395,7 @@ class Pages:
         status = 429 if result.check is Check.LOCKED else 400
         return self.render(visit, "settings.html", status, user=user, since=when(user.enabled_at),
                            notice="", rd="", low=False, form_error=form,
+                           devices=await self.device_list(visit),
                            error_text=self.check_message(result))
 
     async def logout(self, request: Request) -> Response:

@@ -52,7 +52,8 @@ class CachedState:
 class TwoFactor:
     def __init__(self, config: Config, storage: Storage,
                  clock: Callable[[], float] = time.time,
-                 on_event: Callable[[str], None] = lambda event: None) -> None:
+                 on_event: Callable[[str, str, dict[str, Any]], None] = lambda *event: None
+                 ) -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
@@ -61,6 +62,7 @@ class TwoFactor:
         self.params = totp.TotpParams(config.totp.digits, config.totp.period,
                                       config.totp.algorithm, config.totp.skew)
         self._states: dict[str, CachedState] = {}
+        self._contacts: dict[str, str] = {}
 
     # -- the hot path's view ------------------------------------------------------------
     async def cached_state(self, user_id: str) -> CachedState:
@@ -94,6 +96,12 @@ class TwoFactor:
         state = self._states.get(user_id)
         return state is not None and state.enrolled and state.generation == generation
 
+    async def remember_contact(self, user_id: str, email: str) -> None:
+        """Keep the address notices go to, when the app told us one that changed."""
+        if email and email != self._contacts.get(user_id):
+            await self.storage.set_contact(user_id, email)
+            self._contacts[user_id] = email
+
     def forget(self, user_id: str) -> None:
         self._states.pop(user_id, None)
 
@@ -111,7 +119,7 @@ class TwoFactor:
         """
         log.log(level, event.replace("_", " "),
                 extra={"event": event, "user": user_id, "client": client, **detail})
-        self.on_event(event)
+        self.on_event(event, user_id, detail)
         await self.storage.add_event(Event(int(self.clock()), event, user_id, client, detail))
 
     # -- enrollment ---------------------------------------------------------------------

@@ -69,6 +69,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX events_user_at ON events (user_id, at)",
     ),
+    (
+        "CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT NOT NULL)",
+    ),
+    (
+        """CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            last_seen BIGINT NOT NULL,
+            browser TEXT NOT NULL
+        )""",
+        "CREATE INDEX devices_user ON devices (user_id)",
+    ),
 )
 
 
@@ -80,6 +93,17 @@ class Result:
     @property
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A browser the user asked to remember (a second factor for ``max_days``)."""
+
+    device_id: str
+    user_id: str
+    created_at: int
+    last_seen: int
+    browser: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +154,13 @@ class Storage(Protocol):
     async def unlock(self, user_id: str) -> bool: ...
     async def clear_failures(self, user_id: str) -> None: ...
     async def list_users(self) -> list[UserState]: ...
+    async def set_contact(self, user_id: str, email: str) -> None: ...
+    async def contact(self, user_id: str) -> str: ...
+    async def user_for_contact(self, email: str) -> str | None: ...
+    async def add_device(self, device: Device) -> None: ...
+    async def device_seen(self, user_id: str, device_id: str, now: int) -> bool: ...
+    async def devices(self, user_id: str) -> list[Device]: ...
+    async def forget_devices(self, user_id: str, device_id: str | None = None) -> int: ...
 
 
 class SQLStorage(abc.ABC):
@@ -229,6 +260,7 @@ class SQLStorage(abc.ABC):
             ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,)),
             ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
+            ("DELETE FROM devices WHERE user_id = ?", (user_id,)),
         ])
         return results[0].rowcount == 1
 
@@ -296,6 +328,48 @@ class SQLStorage(abc.ABC):
             " (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.user_id"
             "  AND r.used_at IS NULL) FROM users u ORDER BY user_id", ())
         return [UserState(*row) for row in rows]
+
+    async def set_contact(self, user_id: str, email: str) -> None:
+        """The e-mail address notices go to (as the app last reported it)."""
+        await self._run([("INSERT INTO contacts (user_id, email) VALUES (?, ?)"
+                          " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email",
+                          (user_id, email))])
+
+    async def contact(self, user_id: str) -> str:
+        rows = await self._fetch("SELECT email FROM contacts WHERE user_id = ?", (user_id,))
+        return str(rows[0][0]) if rows else ""
+
+    async def user_for_contact(self, email: str) -> str | None:
+        rows = await self._fetch("SELECT user_id FROM contacts WHERE LOWER(email) = ?"
+                                 " ORDER BY user_id LIMIT 1", (email.strip().lower(),))
+        return str(rows[0][0]) if rows else None
+
+    async def add_device(self, device: Device) -> None:
+        await self._run([("INSERT INTO devices (device_id, user_id, created_at, last_seen, browser)"
+                          " VALUES (?, ?, ?, ?, ?)", (device.device_id, device.user_id,
+                                                      device.created_at, device.last_seen,
+                                                      device.browser))])
+
+    async def device_seen(self, user_id: str, device_id: str, now: int) -> bool:
+        """Whether the device is still remembered for the user (and note that it was seen)."""
+        (result,) = await self._run([("UPDATE devices SET last_seen = ? WHERE device_id = ?"
+                                      " AND user_id = ?", (now, device_id, user_id))])
+        return result.rowcount == 1
+
+    async def devices(self, user_id: str) -> list[Device]:
+        rows = await self._fetch("SELECT device_id, user_id, created_at, last_seen, browser"
+                                 " FROM devices WHERE user_id = ? ORDER BY last_seen DESC",
+                                 (user_id,))
+        return [Device(str(a), str(b), int(c), int(d), str(e)) for a, b, c, d, e in rows]
+
+    async def forget_devices(self, user_id: str, device_id: str | None = None) -> int:
+        """Forget one device of the user, or all of them; how many were forgotten."""
+        if device_id is None:
+            (result,) = await self._run([("DELETE FROM devices WHERE user_id = ?", (user_id,))])
+        else:
+            (result,) = await self._run([("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
+                                          (user_id, device_id))])
+        return int(result.rowcount)
 
 
 class SQLiteStorage(SQLStorage):

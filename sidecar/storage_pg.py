@@ -79,6 +79,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (  # storage.MIGRATIONS, in PostgreSQL
         )""",
         "CREATE INDEX events_user_at ON events (user_id, at)",
     ),
+    (
+        "CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT NOT NULL)",
+    ),
+    (
+        """CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            last_seen BIGINT NOT NULL,
+            browser TEXT NOT NULL
+        )""",
+        "CREATE INDEX devices_user ON devices (user_id)",
+    ),
 )
 
 

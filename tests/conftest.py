@@ -153,6 +153,7 @@ class Env:
     app_client: httpx.AsyncClient
     clock: FakeClock
     config: Config
+    demo: Any = None  # the demo app's handlers (sessions, reset requests)
 
     def browser(self) -> Browser:
         return Browser(self)
@@ -169,16 +170,20 @@ async def start_env(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
                                    cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     resolver = IntrospectResolver(config, client=httpx.AsyncClient(
         transport=httpx.ASGITransport(app=demo), base_url="http://app.test"))
-    app = create_app(config, resolver=resolver, clock=clock)
+    reset_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=demo),
+                                     cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+    app = create_app(config, reset_client=reset_client, resolver=resolver, clock=clock)
     await app.sidecar.storage.open()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test",
                                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     try:
-        yield Env(app, client, app_client, clock, config)
+        yield Env(app, client, app_client, clock, config, demo.state.demo)
     finally:
         await client.aclose()
         await app_client.aclose()
+        await app.sidecar.notifier.aclose()
         await resolver.aclose()
+        await reset_client.aclose()
         await app.sidecar.storage.close()
 
 

@@ -71,12 +71,14 @@ _HOME = _env.from_string(
 <p>Signed in as {{ user }}</p>
 <ul>
 <li><a href="/reports">Reports</a></li>
+<li><a href="/account/password">Change password</a> (a sensitive page: asks for a fresh code)</li>
 <li><a href="/_2fa/settings">Two-factor authentication settings</a></li>
 </ul>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 {% else %}
 <p>You are not signed in.</p>
 <p><a href="/login">Sign in</a></p>
+<p><a href="/password/reset">Forgot your password?</a></p>
 {% endif %}
 """
 )
@@ -96,6 +98,28 @@ _LOGIN = _env.from_string(
 </form>
 <p>Demo accounts: alice, bob and carol; the password is the name followed by
 <code>-password</code>.</p>
+"""
+)
+
+_RESET = _env.from_string(
+    """{% if sent %}
+<p id="reset-sent">If an account exists for {{ email }}, we sent it a link to reset the password.
+(This is a demo: no e-mail leaves it.)</p>
+{% else %}
+<form method="post" action="/password/reset">
+<p><label for="email">E-mail address</label><br>
+<input id="email" name="email" type="email" autocomplete="email" required></p>
+<p><button type="submit">Send reset link</button></p>
+</form>
+{% endif %}
+<p><a href="/login">Back to sign in</a></p>
+"""
+)
+
+_PASSWORD = _env.from_string(
+    """<p>Signed in as {{ user }}</p>
+<p id="sensitive">Here you would change your password (a demo: nothing changes).</p>
+<p><a href="/">Back home</a></p>
 """
 )
 
@@ -187,6 +211,7 @@ class DemoApp:
 
     def __init__(self) -> None:
         self.sessions = SessionStore()
+        self.reset_requests: list[str] = []  # e-mail addresses a reset link was "sent" to
 
     def cookie_user(self, request: Request) -> str | None:
         return self.sessions.lookup(request.cookies.get(SESSION_COOKIE))
@@ -242,6 +267,21 @@ class DemoApp:
             return RedirectResponse("/login?next=/reports", status_code=303)
         return _page("Reports", _REPORTS, user=user)
 
+    async def reset_form(self, request: Request) -> Response:
+        return _page("Reset your password", _RESET, sent=False)
+
+    async def reset(self, request: Request) -> Response:
+        email = _form_str(await request.form(), "email").strip().lower()
+        if email:
+            self.reset_requests.append(email)
+        return _page("Reset your password", _RESET, sent=True, email=email)
+
+    async def password(self, request: Request) -> Response:
+        user = self.cookie_user(request)
+        if user is None:
+            return RedirectResponse("/login?next=/account/password", status_code=303)
+        return _page("Change password", _PASSWORD, user=user)
+
     async def api_me(self, request: Request) -> Response:
         user = self.api_user(request)
         if user is None:
@@ -268,6 +308,9 @@ def create_demo_app() -> Starlette:
         Route("/login", demo.login, methods=["POST"]),
         Route("/logout", demo.logout, methods=["GET", "POST"]),
         Route("/reports", demo.reports, methods=["GET"]),
+        Route("/password/reset", demo.reset_form, methods=["GET"]),
+        Route("/password/reset", demo.reset, methods=["POST"]),
+        Route("/account/password", demo.password, methods=["GET"]),
         Route("/api/me", demo.api_me, methods=["GET"]),
         Route("/api/data", demo.api_data, methods=["GET"]),
         Route("/healthz", demo.healthz, methods=["GET"]),

@@ -175,12 +175,14 @@ def _no_cookie_jar() -> CookieJar:
 class DevProxy:
     """The ASGI app returned by :func:`create_dev_proxy`."""
 
-    def __init__(self, app_url: str, sidecar_url: str, prefix: str = "/_2fa") -> None:
+    def __init__(self, app_url: str, sidecar_url: str, prefix: str = "/_2fa",
+                 sidecar_paths: tuple[str, ...] = ()) -> None:
         if not prefix.startswith("/"):
             raise ValueError("prefix must start with '/'")
         self.app_url = app_url.rstrip("/")
         self.sidecar_url = sidecar_url.rstrip("/")
         self.prefix = prefix.rstrip("/") or "/"
+        self.sidecar_paths = frozenset(sidecar_paths)  # exact paths the sidecar serves itself
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -220,7 +222,7 @@ class DevProxy:
                 return
 
     def is_sidecar_path(self, path: str) -> bool:
-        if self.prefix == "/":
+        if self.prefix == "/" or path in self.sidecar_paths:
             return True
         return path == self.prefix or path.startswith(self.prefix + "/")
 
@@ -333,6 +335,10 @@ class DevProxy:
         await send_response(send, response.status_code, [*out, *extra_response], payload)
 
 
-def create_dev_proxy(app_url: str, sidecar_url: str, prefix: str = "/_2fa") -> ASGIApp:
-    """An ASGI app proxying to ``app_url``, guarded by the sidecar at ``sidecar_url``."""
-    return DevProxy(app_url, sidecar_url, prefix)
+def create_dev_proxy(app_url: str, sidecar_url: str, prefix: str = "/_2fa",
+                     sidecar_paths: tuple[str, ...] = ()) -> ASGIApp:
+    """An ASGI app proxying to ``app_url``, guarded by the sidecar at ``sidecar_url``.
+
+    ``sidecar_paths`` (the password-reset gate's paths) go to the sidecar as they are.
+    """
+    return DevProxy(app_url, sidecar_url, prefix, sidecar_paths)

@@ -44,8 +44,12 @@ def demo_config(app_port: int, db_path: str) -> dict[str, Any]:
         "storage": {"sqlite": {"path": db_path}},
         "rules": [
             {"path": "/healthz", "level": "bypass"},
+            {"path": "/account/password", "level": "optional", "step_up": "5m"},
             {"users": ["carol"], "level": "required"},
         ],
+        "password_reset": {"paths": ["/password/reset"], "account_field": "email",
+                           "app_url": f"http://127.0.0.1:{app_port}"},
+        "remember_device": {"enabled": True, "max_days": 30},
         "support_contact": "it-help@example.com",
     }
 
@@ -64,7 +68,8 @@ async def _serve(port: int, db_path: str) -> None:
         _server(create_demo_app(), app_port),
         _server(create_app(config), sidecar_port),
         _server(create_dev_proxy(f"http://127.0.0.1:{app_port}",
-                                 f"http://127.0.0.1:{sidecar_port}"), port),
+                                 f"http://127.0.0.1:{sidecar_port}",
+                                 sidecar_paths=config.password_reset.paths), port),
     ]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     while not all(s.started for s in servers):

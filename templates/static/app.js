@@ -8,7 +8,11 @@ document.addEventListener("click", function (event) {
   if (!source || !navigator.clipboard) return;
   var text = Array.prototype.map.call(source.querySelectorAll("code"), function (c) { return c.textContent; });
   navigator.clipboard.writeText(text.length ? text.join("\n") : source.textContent).then(function () {
-    var label = target.textContent; target.textContent = "Copied";
-    setTimeout(function () { target.textContent = label; }, 1500);
+    // the button's translated "Copied", shown on it and announced by screen readers
+    var done = target.getAttribute("data-copied") || "Copied";
+    var status = document.getElementById("copy-status");
+    var label = target.textContent; target.textContent = done;
+    if (status) status.textContent = done;
+    setTimeout(function () { target.textContent = label; if (status) status.textContent = ""; }, 1500);
   });
 });

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 import httpx
 import pytest
 import yaml
@@ -90,7 +92,8 @@ def write_nginx_prefix(conf_dir: Path, nginx_port: int, app_port: int, sidecar_p
     (conf_dir / "totp-sidecar.conf").write_text(server)
 
 
-def sidecar_config(path: Path, port: int, app_port: int, db: Path) -> None:
+def sidecar_config(path: Path, port: int, app_port: int, db: Path,
+                   extra: dict[str, Any] | None = None) -> None:
     config = {
         "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
         "totp": {"issuer": "E2E Test"},
@@ -103,7 +106,10 @@ def sidecar_config(path: Path, port: int, app_port: int, db: Path) -> None:
         "rules": [{"path": "/healthz", "level": "bypass"},
                   {"path": "/denied", "level": "deny"},
                   {"path": "/reports", "level": "required"}],
+        "password_reset": {"paths": ["/password/reset"], "account_field": "email",
+                           "app_url": f"http://127.0.0.1:{app_port}"},
     }
+    config.update(extra or {})
     path.write_text(yaml.safe_dump(config))
 
 
@@ -156,13 +162,14 @@ def nginx_bin() -> str:
 
 
 @contextlib.contextmanager
-def running_stack(nginx_bin: str, tmp: Path, with_sidecar: bool = True) -> Iterator[Stack]:
+def running_stack(nginx_bin: str, tmp: Path, with_sidecar: bool = True,
+                  extra_config: dict[str, Any] | None = None) -> Iterator[Stack]:
     """nginx + demo app (+ sidecar), all on free 127.0.0.1 ports; stopped on exit."""
     nginx_port, app_port, sidecar_port = free_port(), free_port(), free_port()
     conf_dir = tmp / "nginx"
     write_nginx_prefix(conf_dir, nginx_port, app_port, sidecar_port)
     config_path = tmp / "sidecar.yaml"
-    sidecar_config(config_path, sidecar_port, app_port, tmp / "sidecar.db")
+    sidecar_config(config_path, sidecar_port, app_port, tmp / "sidecar.db", extra_config)
     host = f"127.0.0.1:{nginx_port}"
     stack = Stack(base=f"http://{host}", host=host, conf_dir=conf_dir, config_path=config_path)
     nginx_args = [nginx_bin, "-p", f"{conf_dir}/", "-c", str(conf_dir / "nginx.conf"),

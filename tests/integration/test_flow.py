@@ -275,7 +275,8 @@ async def test_throttle_locks_after_repeated_failures(env: Env) -> None:
     assert statuses == [400, 400, 400, 400, 429]
     env.clock.advance(30)
     locked = await browser.challenge(env.code(secret))
-    assert locked.status_code == 429 and "Try again after" in locked.text
+    assert locked.status_code == 429
+    assert "Try again in 15 minutes (after 08:15 UTC)" in locked.text  # time left and its end
     env.clock.advance(env.config.throttle.lockout)
     assert (await browser.challenge(env.code(secret))).status_code == 303
 

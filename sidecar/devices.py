@@ -1,0 +1,111 @@
+"""Remember this device: a long-lived signed cookie that vouches for the second factor.
+
+The device cookie names the user, a random device id and the user's 2FA generation. It
+never replaces the app's own login: it only counts for the user the app says is logged in.
+Turning 2FA off or an admin reset bumps the generation (every device cookie ends) and forgets
+the devices; the settings page forgets one device or all. Whether a device is still
+remembered is read from storage and kept for a few seconds per device.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from sidecar.storage import Device, Storage
+
+DEVICE_SALT = "totp-sidecar.device-cookie"
+CHECK_CACHE_SECONDS = 5.0
+MAX_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceToken:
+    user: str
+    device_id: str
+    created_at: int
+    generation: int
+
+
+class DeviceCodec:
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._serializer = URLSafeSerializer(list(keys), salt=DEVICE_SALT)
+
+    def dumps(self, token: DeviceToken) -> str:
+        return str(self._serializer.dumps([token.user, token.device_id, token.created_at,
+                                           token.generation]))
+
+    def loads(self, value: str) -> DeviceToken | None:
+        if not value or len(value) > MAX_LENGTH:
+            return None
+        try:
+            data = self._serializer.loads(value)
+        except (BadSignature, ValueError, TypeError, UnicodeError):
+            return None
+        if not (isinstance(data, list) and len(data) == 4):
+            return None
+        user, device_id, created, generation = data
+        if not (isinstance(user, str) and isinstance(device_id, str)
+                and all(isinstance(n, int) and not isinstance(n, bool)
+                        for n in (created, generation))):
+            return None
+        return DeviceToken(user, device_id, created, generation)
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+             ("Chromium/", "Chromium"), ("Safari/", "Safari"))
+_SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"),
+            ("Mac OS X", "macOS"), ("Linux", "Linux"))
+
+
+def describe_browser(user_agent: str) -> str:
+    """"Firefox on Linux" from a User-Agent header; only well-known names, never the raw text."""
+    browser = next((name for mark, name in _BROWSERS if mark in user_agent), "A browser")
+    system = next((name for mark, name in _SYSTEMS if mark in user_agent), "")
+    return f"{browser} on {system}" if system else browser
+
+
+class Devices:
+    def __init__(self, storage: Storage, keys: tuple[str, ...], max_days: int) -> None:
+        self.storage = storage
+        self.codec = DeviceCodec(keys)
+        self.max_age = max_days * 86400
+        self._known: dict[str, tuple[float, bool]] = {}
+
+    async def remember(self, user: str, generation: int, user_agent: str, now: int) -> str:
+        """A new remembered device for the user; the cookie value."""
+        device_id = secrets.token_urlsafe(18)
+        browser = describe_browser(re.sub(r"[^\x20-\x7e]", "", user_agent)[:512])
+        await self.storage.add_device(Device(device_id, user, now, now, browser))
+        return self.codec.dumps(DeviceToken(user, device_id, now, generation))
+
+    async def vouches(self, value: str, user: str, generation: int, now: float) -> bool:
+        """Whether the cookie ``value`` is a remembered device of ``user`` at ``generation``."""
+        token = self.codec.loads(value)
+        if token is None or token.user != user or token.generation != generation:
+            return False
+        if not 0 <= now - token.created_at <= self.max_age:
+            return False
+        cached = self._known.get(token.device_id)
+        if cached is not None and time.monotonic() - cached[0] < CHECK_CACHE_SECONDS:
+            return cached[1]
+        known = await self.storage.device_seen(user, token.device_id, int(now))
+        if len(self._known) > 50_000:
+            self._known.clear()
+        self._known[token.device_id] = (time.monotonic(), known)
+        return known
+
+    async def forget(self, user: str, device_id: str | None = None) -> int:
+        if device_id is None:
+            self._known.clear()
+        else:
+            self._known.pop(device_id, None)
+        return await self.storage.forget_devices(user, device_id)
+
+    def device_id(self, value: str) -> str | None:
+        token = self.codec.loads(value)
+        return token.device_id if token else None
