@@ -47,7 +47,7 @@ Updating the catalogues (the test ``tests/unit/test_i18n.py`` fails until this i
     pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 \\
         --add-comments=Translators: --no-location --sort-output --project=totp-sidecar \\
         -o sidecar/locale/messages.pot .
-    pybabel update -i sidecar/locale/messages.pot -d sidecar/locale -N
+    pybabel update -i sidecar/locale/messages.pot -d sidecar/locale -N -w 100
     # translate every new or changed entry (and remove its "fuzzy" flag), then run the tests
 """
 

@@ -294,7 +294,9 @@ class Pages:
         secret = await sc.service.pending_secret(visit.user)
         uri = totp.provisioning_uri(secret, visit.account, sc.config.totp.issuer,
                                     sc.service.params)
-        qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111", light="#fff",
+        # omitsize: a viewBox instead of a fixed size, so the stylesheet scales the whole code
+        qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111",
+                                                   light="#fff",
                                                    title=_("QR code for your authenticator app"))
         return self.render(visit, "enroll.html", status, qr=qr, account=visit.account,
                            key=totp.grouped(secret), error=error, rd=rd,

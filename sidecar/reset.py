@@ -110,8 +110,8 @@ class ResetGate:
                     return granted
         response = self.pages.render(visit, "reset.html", status, **context)
         if fresh:
-            response.headers.append("set-cookie", f"{NONCE_COOKIE}={nonce}; Path={self.sc.config.prefix}/reset;"
-                                    " HttpOnly; SameSite=Strict")
+            response.headers.append("set-cookie", f"{NONCE_COOKIE}={nonce}; "
+                                    f"Path={self.sc.config.prefix}/reset; HttpOnly; SameSite=Strict")
         return response
 
     async def _decide(self, account: str, fields: dict[str, str], client: str) -> bool | str | None:

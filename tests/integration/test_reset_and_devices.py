@@ -124,7 +124,8 @@ async def test_remembered_device_skips_the_code_but_not_the_login(
                                                         "rd": "/", "remember": "1"})
         assert passed.status_code == 303 and "totp_sidecar_device" in browser.cookies
         await browser.logout()
-        assert (await browser.auth()).status_code == 200 and "remote-user" not in (await browser.auth()).headers
+        anonymous = await browser.auth()
+        assert anonymous.status_code == 200 and "remote-user" not in anonymous.headers
         await browser.login("alice")  # the device still needs the app's own login
         allowed = await browser.auth("/reports")
         assert allowed.status_code == 200 and allowed.headers["remote-user"] == "alice"
