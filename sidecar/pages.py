@@ -193,9 +193,11 @@ class Pages:
         """Whether ``rd`` wants a code typed more recently than this pass's."""
         return not code_is_recent(self.rule_at(visit, rd), item.code_at, self.sc.clock())
 
-    def check_message(self, result: CheckResult) -> str:
+    def check_message(self, result: CheckResult, recovery: bool = False) -> str:
         if result.check is Check.LOCKED:
             return lockout_message(result.locked_until, self.sc.clock())
+        if recovery:
+            return _("That recovery code is not valid or was used already. Check it and try again.")
         return _("That code is not valid. Check your authenticator app and try again.")
 
     # -- pages --------------------------------------------------------------------------
@@ -252,11 +254,12 @@ class Pages:
                     response.headers.append("set-cookie", self.sc.device_cookie(
                         value, self.sc.secure(visit.scheme)))
                 return response
-            error = self.check_message(result)
+            error = self.check_message(result, recovery=mode == "recovery")
             status = 429 if result.check is Check.LOCKED else 400
         elif user.locked_until > self.sc.clock():
             error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
-        return self.render(visit, "challenge.html", status, rd=rd, mode=mode, error=error,
+        return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
+                           mode=mode, error=error,
                            step_up=step_up,
                            digits=self.sc.config.totp.digits,
                            remember_days=(self.sc.config.remember_device.max_days
