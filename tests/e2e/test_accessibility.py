@@ -63,7 +63,7 @@ def findings(chromium: Browser, stack: Stack) -> Iterator[Findings]:
         sign_in(page, "bob")
         page.goto("/_2fa/settings")
         audit(page, source, "settings-off", found)
-        page.get_by_role("button", name="Turn on two-factor authentication").click()
+        page.get_by_role("link", name="Turn on two-factor authentication").click()
         page.locator("form").wait_for()
         audit(page, source, "enroll", found)
         page.locator("details.manual summary").click()

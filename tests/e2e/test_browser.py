@@ -70,7 +70,7 @@ def open_enrollment(page: Page, user: str) -> None:
     page.get_by_role("link", name="Two-factor authentication settings").click()
     assert urlpath(page) == "/_2fa/settings"
     assert "Off" in page.locator(".status").inner_text()
-    page.get_by_role("button", name="Turn on two-factor authentication").click()
+    page.get_by_role("link", name="Turn on two-factor authentication").click()
     assert urlpath(page) == "/_2fa/enroll"
 
 
