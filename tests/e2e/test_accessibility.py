@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 SCHEMES: tuple[Literal["light"], Literal["dark"]] = ("light", "dark")
 #: Every page state checked, in the order the walk below meets them.
-PAGES = ("settings-off", "enroll", "enroll-manual-key", "enroll-error", "recovery-codes",
+PAGES = ("reset-gate", "reset-gate-code", "settings-off", "enroll", "enroll-manual-key", "enroll-error", "recovery-codes",
          "settings-on-notice", "settings-error", "challenge", "challenge-error",
          "challenge-recovery", "challenge-recovery-error", "sign-in-first")
 #: (page, scheme) -> reason, for serious/critical violations the pages still have (each
@@ -110,6 +110,13 @@ def findings(chromium: Browser, stack: Stack) -> Iterator[Findings]:
         page.goto("/_2fa/settings")
         page.get_by_role("heading", name="Sign in first").wait_for()
         audit(page, source, "sign-in-first", found)
+        page.goto("/password/reset")  # the password-reset gate: account, then bob's code
+        page.get_by_label("Account (e-mail address or user name)").wait_for()
+        audit(page, source, "reset-gate", found)
+        page.get_by_label("Account (e-mail address or user name)").fill("bob@example.com")
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_label("Authentication code or recovery code").wait_for()
+        audit(page, source, "reset-gate-code", found)
     finally:
         anonymous.close()
     yield found
