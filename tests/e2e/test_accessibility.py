@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 SCHEMES: tuple[Literal["light"], Literal["dark"]] = ("light", "dark")
 #: Every page state checked, in the order the walk below meets them.
-PAGES = ("reset-gate", "reset-gate-code", "settings-off", "enroll", "enroll-manual-key", "enroll-error", "recovery-codes",
+PAGES = ("reset-gate", "reset-gate-code",
+         "settings-off", "enroll", "enroll-manual-key", "enroll-error", "recovery-codes",
          "settings-on-notice", "settings-error", "challenge", "challenge-error",
          "challenge-recovery", "challenge-recovery-error", "sign-in-first")
 #: (page, scheme) -> reason, for serious/critical violations the pages still have (each
