@@ -28,7 +28,7 @@ log = logging.getLogger("sidecar.authz")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 NO_STORE = [(b"cache-control", b"no-store, private"), (b"vary", b"Cookie, Authorization")]
 ANSWER_CACHE_SECONDS = 1.0
-ANSWER_CACHE_LIMIT = 20_000
+ANSWER_CACHE_LIMIT = 4096  # a second of repeated calls; each key holds all the headers
 NGINX = "nginx"
 FORWARD = "forward"
 

@@ -21,7 +21,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 COOKIE_SALT = "totp-sidecar.2fa-cookie"
 CSRF_SALT = b"totp-sidecar.csrf"
 MAX_COOKIE_LENGTH = 4096
-CACHE_LIMIT = 50_000
+CACHE_LIMIT = 16_384
 
 
 @dataclass(frozen=True, slots=True)
