@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import time
@@ -108,3 +109,28 @@ def challenge_form(client: httpx.Client, url: str) -> tuple[str, str]:
     assert 'action="/_2fa/challenge"' in r.text
     return hidden(r.text, "csrf"), hidden(r.text, "rd")
 
+
+
+def password_client_needs_x_otp(base: str, browser: httpx.Client) -> None:
+    """An API script with Basic auth for a user with 2FA on, through whichever proxy is at
+    ``base``: refused without X-OTP, refused with a wrong code, served with a fresh one (twice:
+    the second call is within api.burst_seconds), and the app sees the real user."""
+    login(browser, "carol")
+    key, _, _ = enroll(browser)  # used the current step
+    auth = "Basic " + base64.b64encode(b"carol:carol-password").decode()
+    with httpx.Client(base_url=base, headers={**API, "Authorization": auth},
+                      follow_redirects=False, timeout=10.0) as api:
+        r = api.get("/api/data")
+        assert r.status_code == 401
+        assert r.json()["error"] == "otp_required" and "X-OTP" in r.json()["detail"]
+        assert r.headers["x-otp"] == "required; app"
+        assert r.headers["x-totp-error"] == "otp_required"
+        r = api.get("/api/data", headers={"X-OTP": fresh_wrong_code(key)})
+        assert r.status_code == 401
+        assert r.json()["error"] == "otp_invalid"
+        assert r.headers["x-otp"] == "required; app"
+        code = pyotp.TOTP(key).at(time.time() + 30)  # a step not used yet
+        for _ in range(2):
+            r = api.get("/api/data", headers={"X-OTP": code, "Remote-User": "mallory"})
+            assert r.status_code == 200, r.text
+            assert r.json() == {"ok": True, "user": "carol", "remote_user": "carol"}

@@ -9,7 +9,6 @@ servers to pin down exactly which headers it sends to ``/auth/forward`` and to t
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
@@ -26,6 +25,7 @@ import pytest
 
 from tests.e2e.caddy_stack import find_caddy, running_caddy, running_caddy_stack
 from tests.e2e.conftest import Stack, wait_ready
+from tests.e2e.steps import password_client_needs_x_otp
 from tests.e2e.steps import (API, BROWSER, assert_allowed, assert_challenged, challenge_form,
                              enroll, fresh_wrong_code, login, logout, pass_cookie_set,
                              remote_users)
@@ -144,25 +144,7 @@ def test_spoofed_identity_never_reaches_the_app(caddy: Stack, browser: httpx.Cli
 
 
 def test_password_api_client_needs_x_otp(caddy: Stack, browser: httpx.Client) -> None:
-    login(browser, "carol")
-    key, _, _ = enroll(browser)  # used the current step
-    auth = "Basic " + base64.b64encode(b"carol:carol-password").decode()
-    with httpx.Client(base_url=caddy.base, headers={**API, "Authorization": auth},
-                      follow_redirects=False, timeout=10.0) as api:
-        r = api.get("/api/data")
-        assert r.status_code == 401
-        assert r.json()["error"] == "otp_required"
-        assert r.headers["x-otp"] == "required; app"
-        assert r.headers["x-totp-error"] == "otp_required"
-        r = api.get("/api/data", headers={"X-OTP": fresh_wrong_code(key)})
-        assert r.status_code == 401
-        assert r.json()["error"] == "otp_invalid"
-        assert r.headers["x-otp"] == "required; app"
-        code = pyotp.TOTP(key).at(time.time() + 30)  # a step not used yet
-        for _ in range(2):  # the second call is within api.burst_seconds of the first
-            r = api.get("/api/data", headers={"X-OTP": code, "Remote-User": "mallory"})
-            assert r.status_code == 200, r.text
-            assert r.json() == {"ok": True, "user": "carol", "remote_user": "carol"}
+    password_client_needs_x_otp(caddy.base, browser)
 
 
 def test_app_answers_deny_rule_and_pages(caddy: Stack, browser: httpx.Client) -> None:

@@ -6,7 +6,6 @@ challenge, replays and recovery codes; every answer is nginx's, as a user would 
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +14,7 @@ import httpx
 import pyotp
 import pytest
 
+from tests.e2e.steps import password_client_needs_x_otp
 from tests.e2e.steps import (API, BROWSER, PASS_COOKIE, Stack, assert_allowed, assert_challenged,  # noqa: F401
                              challenge_form, enroll, fresh_wrong_code, hidden, login, logout,
                              pass_cookie_set, remote_users)
@@ -144,26 +144,7 @@ def test_required_rule_sends_to_enrollment(stack: Stack, browser: httpx.Client) 
 
 
 def test_password_api_client_needs_x_otp(stack: Stack, browser: httpx.Client) -> None:
-    login(browser, "carol")
-    key, _, _ = enroll(browser)
-    auth = "Basic " + base64.b64encode(b"carol:carol-password").decode()
-    with httpx.Client(base_url=stack.base, headers={**API, "Authorization": auth},
-                      follow_redirects=False, timeout=10.0) as api:
-        r = api.get("/api/data")
-        assert r.status_code == 401
-        assert r.json()["error"] == "otp_required"
-        assert "X-OTP" in r.json()["detail"]
-        assert r.headers["x-otp"] == "required; app"
-        assert r.headers["x-totp-error"] == "otp_required"
-        r = api.get("/api/data", headers={"X-OTP": fresh_wrong_code(key)})
-        assert r.status_code == 401
-        assert r.json()["error"] == "otp_invalid"
-        assert r.headers["x-otp"] == "required; app"
-        code = pyotp.TOTP(key).at(time.time() + 30)  # enrollment used the current step
-        for _ in range(2):  # the second call is within api.burst_seconds of the first
-            r = api.get("/api/data", headers={"X-OTP": code, "Remote-User": "mallory"})
-            assert r.status_code == 200, r.text
-            assert r.json() == {"ok": True, "user": "carol", "remote_user": "carol"}
+    password_client_needs_x_otp(stack.base, browser)
 
 
 def test_app_errors_pass_through_and_deny_rule(stack: Stack, browser: httpx.Client) -> None:

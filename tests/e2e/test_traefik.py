@@ -12,7 +12,6 @@ sidecar's ``/auth/forward``.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ipaddress
 import socket
@@ -28,6 +27,7 @@ import pyotp
 import pytest
 
 from tests.e2e.conftest import START_TIMEOUT, Stack, free_port, sidecar_config, start, stop, wait_ready
+from tests.e2e.steps import password_client_needs_x_otp
 from tests.e2e.steps import (API, BROWSER, assert_allowed, assert_challenged, challenge_form, enroll,
                              fresh_wrong_code, login, logout, pass_cookie_set, remote_users)
 from tests.e2e.traefik_emulator import (EntryPoint, ForwardAuth, app_set_cookies,
@@ -177,22 +177,7 @@ def test_enroll_challenge_and_next_step_code(traefik: Traefik, browser: httpx.Cl
 
 
 def test_password_api_client_needs_x_otp(traefik: Traefik, browser: httpx.Client) -> None:
-    login(browser, "carol")
-    key, _, _ = enroll(browser)
-    auth = "Basic " + base64.b64encode(b"carol:carol-password").decode()
-    with httpx.Client(base_url=traefik.base, headers={**API, "Authorization": auth},
-                      follow_redirects=False, timeout=10.0) as api:
-        r = api.get("/api/data")
-        assert_json_error(r, 401, "otp_required")
-        assert "X-OTP" in r.json()["detail"]
-        assert r.headers["x-otp"] == "required; app"
-        r = api.get("/api/data", headers={"X-OTP": fresh_wrong_code(key)})
-        assert_json_error(r, 401, "otp_invalid")
-        assert r.headers["x-otp"] == "required; app"
-        code = pyotp.TOTP(key).at(time.time() + 30)  # enrollment used the current step
-        r = api.get("/api/data", headers={"X-OTP": code, "Remote-User": "mallory"})
-        assert r.status_code == 200, r.text
-        assert r.json() == {"ok": True, "user": "carol", "remote_user": "carol"}
+    password_client_needs_x_otp(traefik.base, browser)
 
 
 def test_spoofed_remote_user_never_reaches_the_app(traefik: Traefik,
