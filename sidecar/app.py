@@ -19,11 +19,12 @@ from sidecar.branding import image_source
 from sidecar.config import Config
 from sidecar.context import Sidecar
 from sidecar.crypto import SecretUnreadable
-from sidecar.errors import StorageUnavailable, UpstreamUnavailable
+from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
 from sidecar.i18n import LanguageMiddleware
 from sidecar.i18n import gettext as _
 from sidecar.metrics import CONTENT_TYPE
 from sidecar.pages import Pages
+from sidecar.request import Ambiguous
 from sidecar.reset import ResetGate
 
 log = logging.getLogger("sidecar")
@@ -34,7 +35,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # same-origin POSTs keep their Origin
     "cache-control": "no-store",
 }
 
@@ -93,7 +94,9 @@ class SidecarApp:
                     *(self.reset.routes() if self.reset else [])],
             exception_handlers={StorageUnavailable: self.unavailable,
                                 UpstreamUnavailable: self.unavailable,
-                                SecretUnreadable: self.unavailable},
+                                SecretUnreadable: self.unavailable,
+                                Ambiguous: self.ambiguous,
+                                BadForwardedRequest: self.bad_request},
             lifespan=self.lifespan,
         )
         config = sidecar.config
@@ -138,6 +141,26 @@ class SidecarApp:
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.sidecar.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def ambiguous(self, request: Request, exc: Exception) -> Response:
+        """A request real apps could read in two ways (see ``sidecar.request``): never served."""
+        log.warning("ambiguous page request refused: %s", exc)
+        response = self.message(request, 401, _("This request cannot be read safely"),
+                                _("Your browser sent its cookies or headers in a way that could name "
+                                  "two different accounts. Sign out of the app, sign in again, and "
+                                  "retry."))
+        response.headers["x-totp-error"] = "ambiguous_request"
+        return response
+
+    async def bad_request(self, request: Request, exc: Exception) -> Response:
+        log.warning("bad page request: %s", exc)
+        return self.message(request, 400, _("Bad request"),
+                            _("The address of this request could not be read."))
+
+    def message(self, request: Request, status: int, title: str, text: str) -> Response:
+        return self.pages.templates.TemplateResponse(
+            request, "message.html", {"title": title, "text": text, "link": "", "identity": None},
+            status_code=status)
 
     async def unavailable(self, request: Request, exc: Exception) -> Response:
         log.error("page unavailable: %s", exc)

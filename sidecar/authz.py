@@ -1,8 +1,10 @@
 """The forward-auth endpoints ``/auth/nginx`` and ``/auth/forward``: a lean ASGI path.
 
-Handlers translate: proxy headers → facts → ``policy.decide`` → a response in the
-proxy's dialect. With a valid 2FA cookie the answer needs neither storage nor network:
-the cookie names the user, its signature check is cached, the user's generation is cached.
+Handlers translate: the one reading of the request (``sidecar.request``) and the original
+method/host/path the proxy forwarded → ``Sidecar.evaluate`` (which asks ``policy.decide``) →
+a response in the proxy's dialect. With warm caches the answer needs neither storage nor
+network: the app's who-am-I answer is cached per credential, the 2FA cookie's signature check
+and the user's generation are cached.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from sidecar import logs, policy
-from sidecar.context import Sidecar, scope_headers
+from sidecar.context import Sidecar, Target
 from sidecar.crypto import SecretUnreadable
 from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
 from sidecar.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.primary import Identity
+from sidecar.request import Ambiguous, Reading
 from sidecar.service import Check
 
 log = logging.getLogger("sidecar.authz")
@@ -31,6 +34,7 @@ ANSWER_CACHE_SECONDS = 1.0
 ANSWER_CACHE_LIMIT = 4096  # a second of repeated calls; each key holds all the headers
 NGINX = "nginx"
 FORWARD = "forward"
+AMBIGUOUS = "ambiguous_request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +59,16 @@ def json_error(status: int, error: str, detail: str,
                            (b"x-totp-error", error.encode()), *extra), body)
 
 
-def credential_kind(authorization: str) -> str:
-    scheme = authorization.split(" ", 1)[0].lower()
-    return scheme if scheme in ("basic", "bearer") else "session"
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """An allow answer kept for reuse: until (monotonic), the pass's end (sidecar clock), and
+    the user and generation it was decided for."""
+
+    until: float
+    pass_end: float
+    user: str
+    generation: int
+    answer: Answer
 
 
 def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
@@ -76,7 +87,8 @@ class ForwardAuth:
 
     The cache key is every header of the proxy's call plus the peer, so any difference
     (another cookie, another URL, another Accept) is a miss. A hit is still checked against
-    the user's current 2FA generation, so a local disable or reset takes effect at once.
+    the user's current 2FA generation, so a local disable or reset takes effect at once, and
+    never outlives the app's who-am-I answer it rests on.
     """
 
     def __init__(self, sidecar: Sidecar) -> None:
@@ -84,118 +96,95 @@ class ForwardAuth:
         self.prefix = sidecar.config.prefix
         self.otp_header = sidecar.config.api.otp_header.lower()
         self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
-        # key → (monotonic expiry, pass expiry on the sidecar clock, user, generation, answer)
-        self._answers: dict[tuple[Any, ...], tuple[float, float, str, int, Answer]] = {}
+        self._answers: dict[tuple[Any, ...], Cached] = {}
 
     async def __call__(self, scope: dict[str, Any], send: Send, flavour: str) -> None:
         started = time.perf_counter()
         client = scope.get("client")
         key = (flavour, client[0] if client else None, tuple(scope["headers"]))
         hit = self._answers.get(key)
-        if hit is not None and hit[0] > time.monotonic() and hit[1] > self.sc.clock() and \
-                self.sc.service.generation_is(hit[2], hit[3]):
+        if hit is not None and hit.until > time.monotonic() and hit.pass_end > self.sc.clock() \
+                and self.sc.service.generation_is(hit.user, hit.generation):
             self.sc.metrics.decided("allow", started)
-            await hit[4].send(send)
+            await hit.answer.send(send)
             return
         outcome, answer, cacheable = await self._answer_for(scope, flavour)
         if cacheable is not None:
             if len(self._answers) >= ANSWER_CACHE_LIMIT:
                 now = time.monotonic()
-                self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+                self._answers = {k: v for k, v in self._answers.items() if v.until > now}
                 if len(self._answers) >= ANSWER_CACHE_LIMIT:
                     self._answers.clear()
-            self._answers[key] = (time.monotonic() + ANSWER_CACHE_SECONDS, *cacheable, answer)
+            self._answers[key] = cacheable
         self.sc.metrics.decided(outcome, started)
         await answer.send(send)
 
     async def _answer_for(self, scope: dict[str, Any], flavour: str
-                          ) -> tuple[str, Answer, tuple[float, str, int] | None]:
-        """(outcome, answer, (pass expiry, user, generation) when the answer may be cached)."""
+                          ) -> tuple[str, Answer, Cached | None]:
+        """(outcome, answer, what to cache when the answer may be reused)."""
         sc = self.sc
-        headers = scope_headers(scope)
-        logs.request_id.set(logs.new_request_id(headers.get("x-request-id", "")))
-        if not sc.trusted.trusted(sc.peer(scope)):
-            log.warning("forward-auth call from untrusted peer %s refused", sc.peer(scope))
+        reading = sc.read(scope)
+        logs.request_id.set(logs.new_request_id(reading.headers.text("x-request-id")))
+        if not reading.trusted:
+            log.warning("forward-auth call from untrusted peer %s refused", reading.peer)
             return "untrusted_peer", json_error(
                 403, "untrusted_peer", "this address is not in server.trusted_proxies"), None
         try:
-            original = (original_for_nginx if flavour == NGINX else original_for_forward)(headers)
+            forwarded = reading.headers.forwarded()
+            original = (original_for_nginx if flavour == NGINX else original_for_forward)(forwarded)
         except BadForwardedRequest as exc:
             log.warning("bad forward-auth request: %s", exc)
             return "bad_request", json_error(400, "bad_request", str(exc)), None
         try:
-            return await self._decide(scope, headers, original, flavour)
+            return await self._decide(reading, original, flavour)
+        except Ambiguous as exc:
+            log.warning("ambiguous request refused: %s", exc.reason)
+            return "ambiguous", json_error(401, AMBIGUOUS, exc.reason), None
         except (StorageUnavailable, UpstreamUnavailable, SecretUnreadable) as exc:
             log.error("forward-auth cannot decide: %s", exc)
             return "unavailable", json_error(
                 503, "unavailable", "the 2FA service cannot decide right now"), None
 
-    async def _decide(self, scope: dict[str, Any], headers: dict[str, str], original: Original,
-                      flavour: str) -> tuple[str, Answer, tuple[float, str, int] | None]:
+    async def _decide(self, reading: Reading, original: Original, flavour: str
+                      ) -> tuple[str, Answer, Cached | None]:
         sc = self.sc
-        cred = sc.credential(headers)
-        identity: Identity | None = None
-        refresh: str | None = None
-        item = await sc.verified_pass(headers, cred) if cred.present else None
-        if item is not None:
-            identity = Identity(item.user, item.email, item.name, item.groups)
-            if sc.config.primary.resolver == "header":
-                current = await sc.identity(headers, cred, trusted=True)
-                if current is None or current.user != item.user:
-                    identity, item = current, None
-            refresh = sc.refreshed(item) if item is not None else None
-        verified = item is not None
-        code_at = item.code_at if item is not None else 0
-        if not verified:
-            identity = await sc.identity(headers, cred, trusted=True)
-        user = identity.user if identity else None
-        if not verified and identity is not None and user is not None:
-            generation = await sc.device_vouches(headers, user)
-            if generation is not None:  # a remembered device: the pass it earns goes along
-                verified = True
-                refresh = sc.new_pass(identity, cred, generation, code_typed=False)
-        rule = policy.rule_for(sc.config.rules, sc.config.default_level, original.host,
-                               original.path, original.method, user, own_prefix=self.prefix,
-                               groups=identity.groups if identity else ())
-        level = rule.level
-        recent = not verified or policy.code_is_recent(rule, code_at, sc.clock())
-        enrolled = verified
-        if user is not None and not verified and level in ("optional", "required"):
-            enrolled = (await sc.service.cached_state(user)).enrolled
-        outcome = policy.decide(policy.Facts(
-            level, user, enrolled, verified, credential_kind(cred.authorization),
-            sc.config.api.bearer == "pass", recent))
-        if outcome is policy.Outcome.OTP and user is not None:
-            refused = await self._api_code(scope, headers, user, cred.key)
+        verdict = await sc.evaluate(reading, Target(original.host, original.path, original.method))
+        outcome = verdict.outcome
+        if outcome is policy.Outcome.OTP and verdict.user is not None:
+            refused = await self._api_code(reading, verdict.user)
             if refused is not None:
                 return refused
             outcome = policy.Outcome.ALLOW
-        answer = self._answer(outcome, identity, original, headers, flavour, refresh)
+        answer = self._answer(outcome, verdict.identity, original, reading, flavour,
+                              verdict.new_pass)
         cacheable = None
-        if item is not None and outcome is policy.Outcome.ALLOW and refresh is None:
-            expiry = sc.pass_expiry(item)
-            if rule.step_up:
-                expiry = min(expiry, item.code_at + rule.step_up)
-            cacheable = (expiry, item.user, item.generation)
+        item = verdict.item
+        if item is not None and outcome is policy.Outcome.ALLOW and verdict.new_pass is None:
+            end = sc.pass_expiry(item)
+            if verdict.rule.step_up:
+                end = min(end, item.code_at + verdict.rule.step_up)
+            until = min(time.monotonic() + ANSWER_CACHE_SECONDS, verdict.until)
+            cacheable = Cached(until, end, item.user, item.generation, answer)
         return outcome.value, answer, cacheable
 
-    async def _api_code(self, scope: dict[str, Any], headers: dict[str, str], user: str,
-                        credential_key: str) -> tuple[str, Answer, None] | None:
+    async def _api_code(self, reading: Reading, user: str) -> tuple[str, Answer, None] | None:
         """None when an API client's X-OTP code lets it pass, else the refusal."""
         sc = self.sc
         required = ((b"x-otp", b"required; app"),)
-        code = headers.get(self.otp_header, "").strip()
+        try:
+            code = reading.headers.single(self.otp_header).strip()
+        except Ambiguous:
+            code = "repeated"  # never a valid code: counted as a failure below
         if not code:
             return "otp_required", json_error(
                 401, "otp_required", "this account uses two-factor authentication: send a "
                 f"current code in the {sc.config.api.otp_header} header", required), None
         now = sc.clock()
-        burst = (sc.fingerprint_of(credential_key), code)
+        burst = (sc.fingerprint_of(reading.authorization), code)
         until = self._bursts.get(burst)
         if until is not None and now < until:
             return None
-        result = await sc.service.check(user, code, sc.client_address(scope, headers),
-                                        allow_recovery=False)
+        result = await sc.service.check(user, code, reading.client, allow_recovery=False)
         if result.check is Check.OK:
             if sc.config.api.burst_seconds:
                 if len(self._bursts) > 10_000:
@@ -207,7 +196,7 @@ class ForwardAuth:
         return "otp_invalid", json_error(401, "otp_invalid", detail, required), None
 
     def _answer(self, outcome: policy.Outcome, identity: Identity | None, original: Original,
-                headers: dict[str, str], flavour: str, refresh: str | None) -> Answer:
+                reading: Reading, flavour: str, refresh: str | None) -> Answer:
         sc = self.sc
         if outcome is policy.Outcome.ALLOW:
             out = identity_headers(identity) if identity else []
@@ -221,8 +210,10 @@ class ForwardAuth:
         page = "challenge" if challenge else "enroll"
         error = {policy.Outcome.CHALLENGE: "2fa_required",
                  policy.Outcome.STEP_UP: "step_up_required"}.get(outcome, "2fa_enrollment_required")
-        if wants_html(headers.get("accept", "")):
-            why = "&why=step_up" if outcome is policy.Outcome.STEP_UP else ""
+        if wants_html(reading.accept):
+            why = ""
+            if outcome is policy.Outcome.STEP_UP:  # the method too, when a rule names methods
+                why = "&why=step_up" + (f"&m={original.method}" if original.method != "GET" else "")
             location = (f"{original.scheme}://{original.host}{self.prefix}/{page}"
                         f"?rd={quote(original.url, safe='')}{why}").encode()
             if flavour == NGINX:

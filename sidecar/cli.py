@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 from collections.abc import Callable
 
 from sidecar.app_env import CONFIG_ENV
-from sidecar.config import Config, SQLiteConfig, load_config
+from sidecar.config import Config, SQLiteConfig, config_warnings, load_config
 from sidecar.errors import ConfigError, StorageUnavailable
 from sidecar.storage import SQLiteStorage, UserState, make_storage
 
@@ -36,7 +37,10 @@ def _load(path: str) -> Config:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    _load(args.file)
+    """Exit 2 naming every problem; warnings go to stderr as ``warning: key: message`` (exit 0)."""
+    config = _load(args.file)
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.file}: OK")
     return 0
 
@@ -49,6 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     logs.configure(config.server.log_level)
+    for warning in config_warnings(config):
+        logging.getLogger("sidecar.cli").warning(warning, extra={"event": "config_warning"})
     sqlite = isinstance(config.storage, SQLiteConfig)
     try:
         if isinstance(config.storage, SQLiteConfig):

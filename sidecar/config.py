@@ -20,6 +20,7 @@ import yaml
 
 from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
 from sidecar.errors import ConfigError
+from sidecar.forwarded import redirect_entry
 from sidecar.i18n import LANGUAGES, SOURCE_LANGUAGE
 
 T = TypeVar("T")
@@ -36,13 +37,17 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 NONE: tuple[str, ...] = ()
 _HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: server.trusted_proxies when the config names none: loopback only.
+LOOPBACK_PROXIES: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"),
+                                         ipaddress.ip_network("::1/128"))
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9091
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = LOOPBACK_PROXIES
     log_level: str = "info"
 
 
@@ -357,7 +362,7 @@ def to_str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def to_networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def to_networks(value: Any) -> tuple[Network, ...]:
     items = to_str_list(value)
     networks = []
     for item in items:
@@ -366,6 +371,45 @@ def to_networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Netwo
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
     return tuple(networks)
+
+
+def to_redirect_entries(value: Any) -> tuple[str, ...]:
+    """``redirects.allowed_hosts``: canonical ``host``, ``.domain`` or ``http(s)://host:port`` entries."""
+    return tuple(redirect_entry(entry) for entry in to_str_list(value))
+
+
+def _every_address(networks: tuple[Network, ...]) -> str:
+    """The first network of prefix length 0 (``0.0.0.0/0``, ``::/0``), or ""."""
+    return next((str(network) for network in networks if network.prefixlen == 0), "")
+
+
+def _is_loopback_host(hostname: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1."""
+    if hostname.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is allowed but likely a mistake, one ``key: message`` line each (never a problem)."""
+    warnings = []
+    proxies = config.server.trusted_proxies
+    if config.primary.resolver == "introspect" and (everyone := _every_address(proxies)):
+        warnings.append(f"server.trusted_proxies: {everyone} trusts every address: any client may send"
+                        " X-Forwarded-* headers (host, path, client address) to /auth")
+    if config.primary.resolver == "header" and not proxies:
+        warnings.append("server.trusted_proxies: is empty: with primary.resolver header no request"
+                        " can be believed, so every /auth request is refused")
+    url = config.primary.introspect.url
+    if config.primary.resolver == "introspect" and url:
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not _is_loopback_host(parts.hostname or ""):
+            warnings.append("primary.introspect.url: plain http to a host that is not loopback: the"
+                            " users' session cookies cross the network unencrypted; use https")
+    return warnings
 
 
 def to_url(value: Any) -> str:
@@ -514,7 +558,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
             reader.problem(f"{path}step_up", f"has no meaning with level {level}")
         rules.append(Rule(
             level=level,
-            hosts=tuple(h.lower() for h in hosts),
+            hosts=tuple(h.lower().rstrip(".") for h in hosts),
             paths=paths,
             path_regex=regex,
             methods=frozenset(m.upper() for m in methods),
@@ -649,8 +693,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     server = ServerConfig(
         host=reader.get(s, "host", "server.", "127.0.0.1", to_str),
         port=reader.get(s, "port", "server.", 9091, to_int(1, 65535)),
-        trusted_proxies=reader.get(s, "trusted_proxies", "server.",
-                                   to_networks(["127.0.0.1/32", "::1/128"]), to_networks),
+        trusted_proxies=reader.get(s, "trusted_proxies", "server.", LOOPBACK_PROXIES, to_networks),
         log_level=reader.get(s, "log_level", "server.", "info",
                              to_choice("debug", "info", "warning", "error")),
     )
@@ -672,11 +715,16 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     )
     if resolver == "introspect" and not introspect.url:
         reader.problem("primary.introspect.url", "is required when primary.resolver is introspect")
+    header_user = reader.get(h, "user", "primary.header.", "Remote-User", to_str)
+    if resolver == "header" and (everyone := _every_address(server.trusted_proxies)):
+        reader.problem("server.trusted_proxies", f"{everyone} trusts every address: with primary.resolver"
+                       f" header any client could send {header_user}: <someone> and be that user;"
+                       " name only your proxies' addresses")
     primary = PrimaryConfig(
         resolver=resolver,
         session_cookies=reader.get(p, "session_cookies", "primary.", NONE, to_str_list),
         header=HeaderResolverConfig(
-            user=reader.get(h, "user", "primary.header.", "Remote-User", to_str),
+            user=header_user,
             email=reader.get(h, "email", "primary.header.", "Remote-Email", to_str),
             name=reader.get(h, "name", "primary.header.", "Remote-Name", to_str),
             groups=reader.get(h, "groups", "primary.header.", "Remote-Groups", to_str),
@@ -767,7 +815,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     storage = _storage(reader, data)
 
     r = reader.section(data, "redirects", "", {"allowed_hosts"})
-    allowed_hosts = reader.get(r, "allowed_hosts", "redirects.", NONE, to_str_list)
+    allowed_hosts = reader.get(r, "allowed_hosts", "redirects.", NONE, to_redirect_entries)
 
     branding = _branding(reader, data, totp.issuer)
     config = Config(
@@ -785,7 +833,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         remember_device=remember,
         password_reset=reset,
         prefix=reader.get(data, "prefix", "", "/_2fa", to_prefix),
-        allowed_redirect_hosts=tuple(h.lower() for h in allowed_hosts),
+        allowed_redirect_hosts=allowed_hosts,
         default_level=reader.get(data, "default_level", "", "optional",
                                  to_choice("optional", "required")),
         rules=_rules(reader, data.get("rules")),

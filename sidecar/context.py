@@ -1,24 +1,31 @@
-"""The parts one running sidecar shares between its forward-auth endpoints and its pages."""
+"""The parts one running sidecar shares between its forward-auth endpoints and its pages.
+
+``Sidecar.evaluate`` is the one way a decision is made: a ``Reading`` of the request (from
+``sidecar.request``, the one door) and the target the user wants go in; the facts are
+gathered (who the app says is logged in *now*, whether this app session passed 2FA for that
+user, the strictest rule for the target) and ``policy.decide`` gives the verdict. The
+forward-auth endpoints and every page ask it; none re-derives allow / challenge / enroll.
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
-from collections.abc import Mapping
-from typing import Any
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from sidecar import cookies
-from sidecar.config import Config
-from sidecar.errors import StorageUnavailable
+from sidecar import cookies, policy, reset
+from sidecar.config import Config, Rule
 from sidecar.cookies import Pass, PassCodec
-from sidecar.forwarded import TrustedProxies
-from sidecar import reset
 from sidecar.devices import Devices
+from sidecar.forwarded import TrustedProxies
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
-from sidecar.primary import Credential, Identity, Resolver, credential, make_resolver, parse_cookies
+from sidecar.primary import Credential, Identity, Resolved, Resolver, make_resolver
+from sidecar.request import Ambiguous, Door, Reading
 from sidecar.service import TwoFactor
 from sidecar.storage import Storage, make_storage
 
@@ -26,14 +33,34 @@ log = logging.getLogger("sidecar")
 REFRESH_AFTER = 60  # seconds between idle-timeout refreshes of a 2FA cookie
 
 
-def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
-    """Request headers as a dict of lower-case names (first occurrence wins)."""
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1")
-        if key not in headers:
-            headers[key] = value.decode("latin-1")
-    return headers
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the user wants: the host, path and method the rules are matched against."""
+
+    host: str
+    path: str
+    method: str = "GET"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A decision and the facts it rests on (for the response and the answer cache)."""
+
+    outcome: policy.Outcome
+    identity: Identity | None
+    rule: Rule
+    enrolled: bool = False
+    item: Pass | None = None  # the verified 2FA cookie of this app session
+    new_pass: str | None = None  # a 2FA cookie value to set (refreshed, or from a device)
+    until: float = math.inf  # monotonic time until which the identity may be reused
+
+    @property
+    def user(self) -> str | None:
+        return self.identity.user if self.identity else None
+
+    @property
+    def verified(self) -> bool:
+        return self.item is not None or self.new_pass is not None
 
 
 class Sidecar:
@@ -53,41 +80,87 @@ class Sidecar:
         self.devices = (Devices(self.storage, config.signing_keys, remember.max_days)
                         if remember.enabled else None)
         self.own_cookies = (config.cookie.name, remember.cookie_name, *reset.OWN_COOKIES)
+        names = config.primary.header
+        self.door = Door(self.own_cookies, config.primary.session_cookies,
+                         (names.user, names.email, names.name, names.groups)
+                         if config.primary.resolver == "header" else None,
+                         self.trusted.trusted)
 
     def on_event(self, event: str, user: str, detail: dict[str, Any]) -> None:
         self.metrics.event(event)
         self.notifier.notify(event, user, detail)
 
-    # -- request facts ------------------------------------------------------------------
-    def peer(self, scope: Mapping[str, Any]) -> str:
-        client = scope.get("client")
-        return str(client[0]) if client else ""
+    def read(self, scope: Any) -> Reading:
+        """The one reading of a request (see ``sidecar.request``)."""
+        return self.door.read(scope)
 
-    def client_address(self, scope: Mapping[str, Any], headers: dict[str, str]) -> str:
-        """The user's address: the proxy's last X-Forwarded-For hop when the peer is trusted."""
-        peer = self.peer(scope)
-        forwarded = headers.get("x-forwarded-for", "")
-        if forwarded and self.trusted.trusted(peer):
-            return forwarded.split(",")[-1].strip()[:64] or peer
-        return peer
-
-    def credential(self, headers: dict[str, str]) -> Credential:
-        return credential(headers, self.own_cookies, self.config.primary.session_cookies)
-
-    def fingerprint(self, cred: Credential) -> str:
-        return self.fingerprint_of(cred.key)
+    def fingerprint(self, reading: Reading) -> str:
+        return self.fingerprint_of(reading.session_key)
 
     def fingerprint_of(self, key: str) -> str:
         return cookies.fingerprint(self.config.hash_key, key)
 
-    async def identity(self, headers: dict[str, str], cred: Credential,
-                       trusted: bool) -> Identity | None:
-        return await self.resolver.resolve(headers, cred, trusted)
+    # -- who is logged in ---------------------------------------------------------------
+    async def resolve(self, reading: Reading) -> Resolved:
+        """Who the app says is logged in now. Ambiguous when the request could name two users.
+
+        A cookie session that also carries ``Authorization`` is asked about once more with
+        the ``Authorization`` alone: an app that prefers either must see the same user.
+        """
+        if reading.problem:
+            raise Ambiguous(reading.problem)
+        resolved = await self.resolver.resolve(reading)
+        if reading.kind == "session" and reading.authorization and reading.session_key:
+            alone = await self.resolver.resolve_credential(Credential("", reading.authorization))
+            if alone.identity is not None and (
+                    resolved.identity is None or alone.identity.user != resolved.identity.user):
+                raise Ambiguous("the session cookie and the Authorization header name "
+                                "different users")
+            resolved = Resolved(resolved.identity, min(resolved.until, alone.until))
+        return resolved
+
+    # -- the decision -------------------------------------------------------------------
+    def rule(self, target: Target, identity: Identity | None) -> Rule:
+        return policy.rule_for(self.config.rules, self.config.default_level, target.host,
+                               target.path, target.method,
+                               identity.user if identity else None, own_prefix=self.config.prefix,
+                               groups=identity.groups if identity else ())
+
+    async def evaluate(self, reading: Reading, target: Target | None,
+                       resolved: Resolved | None = None) -> Verdict:
+        """The verdict for ``reading`` wanting ``target`` (None: a page of the sidecar's own,
+        which needs 2FA whenever the user has it on)."""
+        if resolved is None:
+            resolved = await self.resolve(reading)
+        identity = resolved.identity
+        rule = self.rule(target, identity) if target is not None else Rule("optional")
+        user = identity.user if identity else None
+        item: Pass | None = None
+        new_pass: str | None = None
+        enrolled = False
+        if user is not None and rule.level in ("optional", "required"):
+            state = await self.service.cached_state(user)
+            enrolled = state.enrolled
+            if enrolled and reading.kind == "session":
+                item = self._valid_pass(reading, user, state.generation)
+                if item is not None:
+                    new_pass = self.refreshed(item)
+                elif await self._device_vouches(reading, user, state.generation):
+                    new_pass = self.pass_for(user, reading.session_key, state.generation,
+                                             code_typed=False)
+        code_at = item.code_at if item is not None else 0
+        verified = item is not None or new_pass is not None
+        outcome = policy.decide(policy.Facts(
+            rule.level, user, enrolled, verified, reading.kind,
+            self.config.api.bearer == "pass",
+            not verified or policy.code_is_recent(rule, code_at, self.clock())))
+        return Verdict(outcome, identity, rule, enrolled, item, new_pass, resolved.until)
 
     # -- the 2FA cookie -----------------------------------------------------------------
-    def read_pass(self, headers: dict[str, str], cred: Credential) -> Pass | None:
-        """A fresh pass bound to this primary session, before the generation check."""
-        value = parse_cookies(headers.get("cookie", "")).get(self.config.cookie.name)
+    def _valid_pass(self, reading: Reading, user: str, generation: int) -> Pass | None:
+        """The 2FA cookie, when it is fresh, bound to this app session, for ``user`` and of
+        the user's current 2FA generation."""
+        value = reading.cookie(self.config.cookie.name)
         if not value:
             return None
         item = self.codec.loads(value)
@@ -96,25 +169,17 @@ class Sidecar:
         settings = self.config.cookie
         if not cookies.pass_is_fresh(item, self.clock(), settings.max_age, settings.idle_timeout):
             return None
-        if not hmac.compare_digest(item.fingerprint, self.fingerprint(cred)):
+        if not hmac.compare_digest(item.fingerprint, self.fingerprint(reading)):
             return None
-        return item
+        if not hmac.compare_digest(item.user.encode(), user.encode()):
+            return None
+        return item if item.generation == generation else None
 
-    async def verified_pass(self, headers: dict[str, str], cred: Credential) -> Pass | None:
-        """The pass, when it is also of the user's current 2FA generation (cached state)."""
-        item = self.read_pass(headers, cred)
-        if item is None:
-            return None
-        try:
-            state = await self.service.cached_state(item.user)
-        except StorageUnavailable:
-            # Fail static: a signed, fresh pass bound to this session keeps working while the
-            # database is down; only revocation (which needs the database) waits for it.
-            log.warning("storage unavailable: honouring a valid 2FA cookie without a generation check")
-            return item
-        if not state.enrolled or state.generation != item.generation:
-            return None
-        return item
+    async def _device_vouches(self, reading: Reading, user: str, generation: int) -> bool:
+        if self.devices is None:
+            return False
+        value = reading.cookie(self.config.remember_device.cookie_name)
+        return bool(value) and await self.devices.vouches(value, user, generation, self.clock())
 
     def pass_expiry(self, item: Pass) -> float:
         """When ``item`` stops being fresh, on the sidecar's clock."""
@@ -124,13 +189,19 @@ class Sidecar:
             end = min(end, item.seen_at + settings.idle_timeout)
         return float(end)
 
-    def new_pass(self, identity: Identity, cred: Credential, generation: int,
+    def new_pass(self, identity: Identity, reading: Reading, generation: int,
                  code_typed: bool = True) -> str:
-        """A pass for this app session; ``code_typed`` False when a remembered device vouched."""
+        """A pass for this app session; ``code_typed`` False when a remembered device vouched.
+
+        It names the user and the session only: e-mail, name and groups always come from the
+        app's current answer, never from the cookie.
+        """
+        return self.pass_for(identity.user, reading.session_key, generation, code_typed)
+
+    def pass_for(self, user: str, session_key: str, generation: int, code_typed: bool = True) -> str:
         now = int(self.clock())
-        return self.codec.dumps(Pass(identity.user, self.fingerprint(cred), now, now, generation,
-                                     identity.email, identity.name, identity.groups,
-                                     now if code_typed else 0))
+        return self.codec.dumps(Pass(user, self.fingerprint_of(session_key), now, now, generation,
+                                     code_at=now if code_typed else 0))
 
     def refreshed(self, item: Pass) -> str | None:
         """A re-signed cookie with a new last-seen time, when an idle timeout needs it."""
@@ -138,48 +209,32 @@ class Sidecar:
         if not self.config.cookie.idle_timeout or now - item.seen_at < REFRESH_AFTER:
             return None
         return self.codec.dumps(Pass(item.user, item.fingerprint, item.issued_at, now,
-                                     item.generation, item.email, item.name, item.groups,
-                                     item.code_at))
-
-    async def device_vouches(self, headers: dict[str, str], user: str) -> int | None:
-        """The user's generation when a remembered-device cookie vouches for them, else None."""
-        if self.devices is None:
-            return None
-        value = parse_cookies(headers.get("cookie", "")).get(self.config.remember_device.cookie_name)
-        if not value:
-            return None
-        state = await self.service.cached_state(user)
-        if state.enrolled and await self.devices.vouches(value, user, state.generation,
-                                                         self.clock()):
-            return state.generation
-        return None
+                                     item.generation, code_at=item.code_at))
 
     def device_cookie(self, value: str, secure: bool) -> str:
         remember = self.config.remember_device
-        parts = [f"{remember.cookie_name}={value}", "Path=/",
-                 f"Max-Age={remember.max_days * 86400}", "HttpOnly", "SameSite=Lax"]
-        return "; ".join(parts + (["Secure"] if secure else []))
+        return cookie_line(remember.cookie_name, value, remember.max_days * 86400, secure)
 
     def set_cookie(self, value: str, secure: bool) -> str:
-        settings = self.config.cookie
-        parts = [f"{settings.name}={value}", "Path=/", f"Max-Age={settings.max_age}",
-                 "HttpOnly", "SameSite=Lax"]
-        if secure:
-            parts.append("Secure")
-        return "; ".join(parts)
+        return cookie_line(self.config.cookie.name, value, self.config.cookie.max_age, secure)
 
     def clear_cookie(self, secure: bool) -> str:
-        parts = [f"{self.config.cookie.name}=", "Path=/", "Max-Age=0", "HttpOnly", "SameSite=Lax"]
-        if secure:
-            parts.append("Secure")
-        return "; ".join(parts)
+        return cookie_line(self.config.cookie.name, "", 0, secure)
 
     def secure(self, scheme: str) -> bool:
         mode = self.config.cookie.secure
         return mode == "always" or (mode == "auto" and scheme == "https")
 
-    def csrf(self, user: str, cred: Credential) -> str:
-        return cookies.csrf_token(self.config.signing_keys, user, self.fingerprint(cred))
+    def csrf(self, user: str, reading: Reading) -> str:
+        return cookies.csrf_token(self.config.signing_keys, user, self.fingerprint(reading))
 
-    def csrf_ok(self, user: str, cred: Credential, token: str) -> bool:
-        return cookies.csrf_valid(self.config.signing_keys, user, self.fingerprint(cred), token)
+    def csrf_ok(self, user: str, reading: Reading, token: str) -> bool:
+        return cookies.csrf_valid(self.config.signing_keys, user, self.fingerprint(reading), token)
+
+
+def cookie_line(name: str, value: str, max_age: int, secure: bool, path: str = "/",
+                same_site: str = "Lax") -> str:
+    """The one Set-Cookie builder: HttpOnly always, SameSite, Secure over https."""
+    parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "HttpOnly",
+             f"SameSite={same_site}"]
+    return "; ".join(parts + (["Secure"] if secure else []))

@@ -8,6 +8,7 @@ pages, which the proxy forwards as they are.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -16,6 +17,10 @@ from sidecar.errors import BadForwardedRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_HEADER = 8192
+MAX_HOST = 260  # 253 for the name, 6 for the port
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +69,62 @@ def wants_html(accept: str) -> bool:
     return False
 
 
-def _clean_host(value: str) -> str:
-    host = value.strip().lower()
-    if not host or len(host) > 255 or any(c in host for c in "/\\@ \t?#") or not host.isascii():
-        raise BadForwardedRequest(f"invalid host {value[:80]!r}")
-    return host
+def parse_host(value: str) -> tuple[str, int | None]:
+    """``(hostname, port)`` of a ``host[:port]`` value, in lower case and without a trailing dot.
+
+    The host name is a DNS name (letters, digits, ``-``, ``_``, dot-separated non-empty
+    labels), a dotted-quad IPv4 address (a name whose last label is numeric must be one), or
+    an IPv6 address in brackets (compressed; no zone). The port, when given, is 1 to 5 digits
+    in 1..65535. Anything else raises ValueError.
+    """
+    if not value.isascii() or len(value) > MAX_HOST:
+        raise ValueError("not an ASCII host of at most 260 characters")
+    value = value.lower()
+    if value.startswith("["):
+        inside, bracket, rest = value[1:].partition("]")
+        if not bracket or "%" in inside:
+            raise ValueError("not a bracketed IPv6 address")
+        hostname = f"[{ipaddress.IPv6Address(inside).compressed}]"
+        if rest and not rest.startswith(":"):
+            raise ValueError("only a :port may follow the IPv6 address")
+        port_text = rest[1:] if rest else None
+    else:
+        name, colon, port = value.partition(":")
+        hostname = _host_name(name)
+        port_text = port if colon else None
+    if port_text is None:
+        return hostname, None
+    if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise ValueError("the port must be a number in 1..65535")
+    return hostname, int(port_text)
+
+
+def _host_name(name: str) -> str:
+    """A DNS name or an IPv4 address, without its trailing dot (see ``parse_host``)."""
+    name = name[:-1] if name.endswith(".") else name
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError("not a DNS name")
+    if labels[-1].isdigit():
+        ipaddress.IPv4Address(name)  # 1.2.3.999, 1.2.3, 01.2.3.4 are no addresses
+    return name
+
+
+def host_text(hostname: str, port: int | None, scheme: str) -> str:
+    """``hostname[:port]``, without the port when it is the scheme's default."""
+    return hostname if port is None or port == DEFAULT_PORTS[scheme] else f"{hostname}:{port}"
+
+
+def _clean_host(value: str, scheme: str) -> str:
+    """A Host-like value in canonical form (see ``parse_host``, ``host_text``).
+
+    Raises BadForwardedRequest when it is malformed.
+    """
+    try:
+        hostname, port = parse_host(value.strip(" \t"))
+    except ValueError:
+        raise BadForwardedRequest(f"invalid host {value[:80]!r}") from None
+    return host_text(hostname, port, scheme)
 
 
 def _method(value: str) -> str:
@@ -81,12 +137,18 @@ def _method(value: str) -> str:
 def _from_url(url: str, method: str) -> Original:
     if len(url) > MAX_HEADER:
         raise BadForwardedRequest("X-Original-URL is too long")
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):  # urlsplit would drop tabs and newlines
+        raise BadForwardedRequest("X-Original-URL holds control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ in the host
+        raise BadForwardedRequest("X-Original-URL is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadForwardedRequest("X-Original-URL must be an absolute http(s) URL")
     if "@" in parts.netloc:
         raise BadForwardedRequest("X-Original-URL must not carry user information")
-    return Original(_method(method), parts.scheme, _clean_host(parts.netloc),
+    return Original(_method(method), parts.scheme, _clean_host(parts.netloc, parts.scheme),
                     parts.path or "/", parts.query)
 
 
@@ -98,7 +160,7 @@ def _from_parts(scheme: str, host: str, uri: str, method: str) -> Original:
         raise BadForwardedRequest("the original URI must be a path starting with /")
     path, _, query = uri.partition("?")
     path = path.split("#", 1)[0]
-    return Original(_method(method), scheme, _clean_host(host), path, query)
+    return Original(_method(method), scheme, _clean_host(host, scheme), path, query)
 
 
 def original_for_nginx(headers: dict[str, str]) -> Original:
@@ -129,7 +191,10 @@ def original_for_forward(headers: dict[str, str]) -> Original:
 
 
 def page_origin(headers: dict[str, str], trusted: bool, own_scheme: str) -> tuple[str, str]:
-    """(scheme, host) of a page request, from X-Forwarded-* only when the peer is trusted."""
+    """(scheme, host) of a page request, from X-Forwarded-* only when the peer is trusted.
+
+    The host is canonical (see ``_clean_host``); a malformed one raises BadForwardedRequest.
+    """
     scheme = own_scheme
     host = headers.get("host", "")
     if trusted:
@@ -137,46 +202,99 @@ def page_origin(headers: dict[str, str], trusted: bool, own_scheme: str) -> tupl
         host = headers.get("x-forwarded-host", "").split(",")[0].strip() or host
     if scheme not in ("http", "https"):
         scheme = "http"
-    return scheme, _clean_host(host) if host else "localhost"
+    return scheme, _clean_host(host, scheme) if host else "localhost"
 
 
 def safe_redirect(target: str | None, scheme: str, host: str, allowed_hosts: tuple[str, ...],
                   fallback: str = "/") -> str:
-    """``target`` when it stays on this host or an allowed one (http/https only), else ``fallback``.
+    """``target`` when it stays on this origin or goes to an allowed one, else ``fallback``.
 
-    Relative targets must be a single-slash path. Absolute targets are parsed and their host
-    compared exactly, or as a dot-bounded suffix of an allowed ``.example.com`` entry.
+    Relative targets must be a single-slash path. An absolute target must be http(s) without
+    user information, and either on the page's own host and port (``host``, canonical as from
+    ``page_origin``) in the page's ``scheme`` (or upgraded from http to https), or allowed by
+    an entry of ``allowed_hosts`` (canonical as from ``redirect_entry``): a bare host or
+    ``.domain`` allows https on the default port only, an origin exactly its scheme, host and port.
     """
     if not target or len(target) > 2048:
         return fallback
     if any(ord(c) < 0x21 or c == "\\" or ord(c) == 0x7F for c in target) or not target.isascii():
         return fallback
     if target.startswith("/"):
-        if target.startswith("//"):
-            return fallback
-        return target
-    try:
-        parts = urlsplit(target)
-        port = parts.port
-    except ValueError:
+        return fallback if target.startswith("//") else target
+    origin = _origin_of(target)
+    if origin is None:
         return fallback
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        return fallback
-    target_host = parts.hostname.lower().rstrip(".")
-    if port is not None:
-        target_host = f"{target_host}:{port}"
-    if target_host == host.lower() or _allowed(parts.hostname.lower().rstrip("."), allowed_hosts):
-        if parts.scheme == "http" and scheme == "https" and target_host == host.lower():
-            return fallback  # never downgrade to plain http
+    if _same_host(origin, scheme, host) or any(_entry_allows(e, origin) for e in allowed_hosts):
         return target
     return fallback
 
 
-def _allowed(hostname: str, allowed_hosts: tuple[str, ...]) -> bool:
-    for entry in allowed_hosts:
-        if entry.startswith("."):
-            if hostname == entry[1:] or hostname.endswith(entry):
-                return True
-        elif hostname == entry:
-            return True
-    return False
+Origin = tuple[str, str, int | None]  # scheme, hostname, port (None: not given)
+
+
+def _origin_of(url: str) -> Origin | None:
+    """The scheme, host name and port of an absolute http(s) URL without user information."""
+    try:
+        parts = urlsplit(url)
+        hostname, port = parse_host(parts.netloc)
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or "@" in parts.netloc:
+        return None
+    return parts.scheme, hostname, port
+
+
+def _same_host(origin: Origin, scheme: str, host: str) -> bool:
+    """Same host and port as the page, in its scheme or upgraded from http to https."""
+    target_scheme, hostname, port = origin
+    if target_scheme != scheme and (scheme, target_scheme) != ("http", "https"):
+        return False
+    try:
+        page = parse_host(host)
+    except ValueError:
+        return False
+    return host_text(hostname, port, target_scheme) == host_text(*page, scheme)
+
+
+def _entry_allows(entry: str, origin: Origin) -> bool:
+    """Whether one (canonical) ``redirects.allowed_hosts`` entry allows ``origin``."""
+    scheme, hostname, port = origin
+    if "://" in entry:
+        return f"{scheme}://{host_text(hostname, port, scheme)}" == entry
+    if scheme != "https" or port not in (None, DEFAULT_PORTS["https"]):
+        return False
+    if entry.startswith("."):
+        return hostname == entry[1:] or hostname.endswith(entry)
+    return hostname == entry
+
+
+def redirect_entry(entry: str) -> str:
+    """The canonical form of a ``redirects.allowed_hosts`` entry; ValueError when it is none.
+
+    ``host`` (one host), ``.domain`` (the domain and its subdomains; a DNS name), each for
+    https on the default port, or an origin ``http(s)://host[:port]`` (exactly that; without
+    a port, the scheme's default). Letter case does not matter.
+    """
+    entry = entry.lower()
+    if "://" in entry:
+        try:
+            parts = urlsplit(entry)
+            hostname, port = parse_host(parts.netloc)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an origin such as https://host:8443") from None
+        if parts.scheme not in DEFAULT_PORTS or "@" in parts.netloc or entry != (
+                f"{parts.scheme}://{parts.netloc}"):
+            raise ValueError(f"{entry!r} is not an origin such as https://host:8443 (http or https,"
+                             " no path)")
+        return f"{parts.scheme}://{host_text(hostname, port, parts.scheme)}"
+    try:
+        hostname, port = parse_host(entry[1:] if entry.startswith(".") else entry)
+    except ValueError:
+        raise ValueError(f"{entry!r} is not a host name, .domain or origin") from None
+    if port is not None:
+        raise ValueError(f"{entry!r}: give a port as an origin, such as https://{entry}")
+    if entry.startswith("."):
+        if hostname.startswith("[") or hostname.replace(".", "").isdigit():
+            raise ValueError(f"{entry!r}: a .domain entry needs a DNS name")
+        return "." + hostname
+    return hostname

@@ -1,8 +1,10 @@
 """The sidecar's own pages under the prefix: challenge, enroll, settings, disable, logout.
 
-Each handler turns the request into a ``Visit`` (who is logged in to the app, whether this
-app session passed 2FA), calls the service, and renders a template. Every POST carries a CSRF
-token bound to the user and the primary session.
+Each handler reads the request through the one door (``Sidecar.read``), asks the one decision
+(``Sidecar.evaluate``: who the app says is logged in now, whether this app session passed 2FA,
+what the target's strictest rule wants) and renders a template. Every POST carries a CSRF
+token bound to the user and the primary session, comes from the same site (``Origin`` and
+``Sec-Fetch-Site`` when the browser sends them), and holds each field once.
 """
 
 from __future__ import annotations
@@ -20,21 +22,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from sidecar import totp
+from sidecar import policy, totp
 from sidecar.branding import brand_css, support_link
-from sidecar.context import Sidecar
-from sidecar.cookies import Pass
+from sidecar.context import Sidecar, Target, Verdict
 from sidecar.forwarded import page_origin, safe_redirect
 from sidecar.i18n import gettext as _
 from sidecar.i18n import install as install_i18n
 from sidecar.i18n import lazy_gettext as _l
 from sidecar.i18n import ngettext, preload
-from sidecar.config import Rule
-from sidecar.policy import code_is_recent, rule_for
-from sidecar.primary import Credential, Identity, parse_cookies
+from sidecar.primary import Identity, Resolved
+from sidecar.request import Ambiguous, Reading
 from sidecar.service import Check, CheckResult
 
 LOW_RECOVERY_CODES = 3
+MAX_FIELD = 512  # characters in one form field; longer is refused
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NOTICES = {
     "enabled": _l("Two-factor authentication is enabled."),
     "disabled": _l("Two-factor authentication is turned off. You can turn it on again at any time."),
@@ -51,18 +53,35 @@ def templates_dir() -> Path:
 
 @dataclass
 class Visit:
+    """A page request: its one reading, where it was sent, who is logged in, the page verdict."""
+
     request: Request
-    headers: dict[str, str]
+    reading: Reading
     scheme: str
     host: str
-    client: str
-    cred: Credential
-    identity: Identity | None
-    verified: Pass | None
+    resolved: Resolved
+    verdict: Verdict | None  # for the sidecar's own pages (None: nobody is logged in)
+
+    @property
+    def identity(self) -> Identity | None:
+        return self.resolved.identity
+
+    @property
+    def client(self) -> str:
+        return self.reading.client
 
     @property
     def user(self) -> str:
         return self.identity.user if self.identity else ""
+
+    @property
+    def verified(self) -> bool:
+        """This app session passed 2FA for the user the app says is logged in now."""
+        return self.verdict is not None and self.verdict.verified
+
+    @property
+    def enrolled(self) -> bool:
+        return self.verdict is not None and self.verdict.enrolled
 
     @property
     def account(self) -> str:
@@ -124,17 +143,15 @@ class Pages:
 
     # -- helpers ------------------------------------------------------------------------
     async def visit(self, request: Request) -> Visit:
+        """Read the request (Ambiguous and BadForwardedRequest go to the app's handlers)."""
         sc = self.sc
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
-        trusted = sc.trusted.trusted(sc.peer(request.scope))
-        scheme, host = page_origin(headers, trusted, request.url.scheme)
-        cred = sc.credential(headers)
-        identity = await sc.identity(headers, cred, trusted) if cred.present or trusted else None
-        item = await sc.verified_pass(headers, cred) if identity else None
-        if item is not None and identity is not None and item.user != identity.user:
-            item = None
-        return Visit(request, headers, scheme, host, sc.client_address(request.scope, headers),
-                     cred, identity, item)
+        reading = sc.read(request.scope)
+        forwarded = reading.headers.forwarded()
+        scheme, host = page_origin(forwarded, reading.trusted, request.url.scheme)
+        resolved = await sc.resolve(reading)
+        verdict = (await sc.evaluate(reading, None, resolved)
+                   if resolved.identity is not None else None)
+        return Visit(request, reading, scheme, host, resolved, verdict)
 
     def rd(self, visit: Visit, value: str | None, fallback: str = "/") -> str:
         return safe_redirect(value, visit.scheme, visit.host, self.sc.config.allowed_redirect_hosts,
@@ -143,7 +160,7 @@ class Pages:
     def render(self, visit: Visit, name: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("identity", visit.identity)
         if visit.identity is not None:
-            context.setdefault("csrf", self.sc.csrf(visit.user, visit.cred))
+            context.setdefault("csrf", self.sc.csrf(visit.user, visit.reading))
         return self.templates.TemplateResponse(visit.request, name, context, status_code=status)
 
     def go(self, location: str, cookie: str | None = None) -> Response:
@@ -153,20 +170,44 @@ class Pages:
         return response
 
     async def form(self, visit: Visit) -> dict[str, str] | Response:
-        """The POSTed fields, or a 403 page when the CSRF token is missing or foreign.
+        """The POSTed fields, or a 403 page when the CSRF token is missing or foreign, or the
+        browser says the form came from another site.
 
+        A field sent twice is never guessed at: a repeated ``code`` becomes a code that fails
+        (and counts as a failed attempt), any other repeated or over-long field is dropped.
         Every accepted POST also keeps the user's e-mail (from the app) for notices, before
         the action whose notice may need it.
         """
         data = await visit.request.form(max_files=0, max_fields=20)
-        fields = {k: v for k, v in data.items() if isinstance(v, str)}
-        if visit.identity is None or not self.sc.csrf_ok(visit.user, visit.cred,
-                                                        fields.get("csrf", "")):
+        fields: dict[str, str] = {}
+        repeated: set[str] = set()
+        for key, value in data.multi_items():
+            if not isinstance(value, str):
+                continue
+            if key in fields:
+                repeated.add(key)
+            fields[key] = value if len(value) <= MAX_FIELD else "\x00"
+        for key in repeated:
+            fields[key] = "\x00" if key == "code" else ""
+        if visit.identity is None or not self.same_site(visit) or not self.sc.csrf_ok(
+                visit.user, visit.reading, fields.get("csrf", "")):
             return self.render(visit, "message.html", 403, title=_("This form has expired"),
                                text=_("Reload the page and try again."),
                                link=self.prefix + "/settings")
         await self.sc.service.remember_contact(visit.user, visit.identity.email)
         return fields
+
+    def same_site(self, visit: Visit) -> bool:
+        """False when the browser says the POST came from another site (Origin, Sec-Fetch-Site)."""
+        headers = visit.reading.headers
+        try:
+            fetch_site = headers.single("sec-fetch-site").strip().lower()
+            origin = headers.single("origin").strip().lower()
+        except Ambiguous:
+            return False
+        if fetch_site:  # a header pages cannot forge: the browser's own word
+            return fetch_site in ("same-origin", "none")
+        return not origin or origin == f"{visit.scheme}://{visit.host}".lower()
 
     def signed_out(self, visit: Visit) -> Response:
         return self.render(visit, "message.html", 401, title=_("Sign in first"),
@@ -175,23 +216,14 @@ class Pages:
 
     def pass_cookie(self, visit: Visit, generation: int) -> str:
         assert visit.identity is not None
-        value = self.sc.new_pass(visit.identity, visit.cred, generation)
+        value = self.sc.new_pass(visit.identity, visit.reading, generation)
         return self.sc.set_cookie(value, self.sc.secure(visit.scheme))
 
-    def rule_at(self, visit: Visit, rd: str) -> Rule:
-        """The access rule of ``rd`` (a safe, checked target) for this user."""
+    def target(self, visit: Visit, rd: str, method: str = "GET") -> Target:
+        """What ``rd`` (a safe, checked target) asks for, as the rules see it."""
         parts = urlsplit(rd)
-        return rule_for(self.sc.config.rules, self.sc.config.default_level,
-                        parts.netloc or visit.host, parts.path or "/", "GET", visit.user,
-                        own_prefix=self.prefix,
-                        groups=visit.identity.groups if visit.identity else ())
-
-    def requires_2fa(self, visit: Visit, rd: str) -> bool:
-        return self.rule_at(visit, rd).level == "required"
-
-    def needs_step_up(self, visit: Visit, rd: str, item: Pass) -> bool:
-        """Whether ``rd`` wants a code typed more recently than this pass's."""
-        return not code_is_recent(self.rule_at(visit, rd), item.code_at, self.sc.clock())
+        method = method.upper() if method.upper() in HTTP_METHODS else "GET"
+        return Target(parts.netloc or visit.host, parts.path or "/", method)
 
     def check_message(self, result: CheckResult, recovery: bool = False) -> str:
         if result.check is Check.LOCKED:
@@ -214,6 +246,7 @@ class Pages:
         visit = await self.visit(request)
         if visit.identity is None:
             return self.signed_out(visit)
+        sc = self.sc
         source: Any = request.query_params
         if request.method == "POST":
             source = await self.form(visit)
@@ -221,51 +254,56 @@ class Pages:
                 return source
         rd = self.rd(visit, source.get("rd"))
         mode = "recovery" if source.get("mode", source.get("method")) == "recovery" else "totp"
-        user = await self.sc.service.user(visit.user)
-        if not user.enrolled and self.requires_2fa(visit, rd):
+        method = source.get("m", "GET")
+        verdict = await sc.evaluate(visit.reading, self.target(visit, rd, method), visit.resolved)
+        outcome = verdict.outcome
+        if outcome is policy.Outcome.ENROLL:
             # a proxy that sends every 401 here (ingress-nginx auth-signin) still reaches set-up
             return self.go(f"{self.prefix}/enroll?{urlencode({'rd': rd})}")
-        if visit.verified is None and user.enrolled and request.method == "GET" and \
-                not self.rule_at(visit, rd).step_up:
-            generation = await self.sc.device_vouches(visit.headers, visit.user)
-            if generation is not None:  # a remembered device: no code needed here
-                value = self.sc.new_pass(visit.identity, visit.cred, generation, code_typed=False)
-                return self.go(rd, self.sc.set_cookie(value, self.sc.secure(visit.scheme)))
-        step_up = visit.verified is not None and self.needs_step_up(visit, rd, visit.verified)
-        if not user.enrolled or (visit.verified is not None and not step_up):
+        if outcome is policy.Outcome.DENY:
+            return self.render(visit, "message.html", 403, title=_("Access denied"),
+                               text=_("This page is not available to your account."), link="/")
+        if outcome is policy.Outcome.ALLOW and (request.method == "GET" or verdict.verified):
+            cookie = (sc.set_cookie(verdict.new_pass, sc.secure(visit.scheme))
+                      if verdict.new_pass and request.method == "GET" else None)
+            return self.go(rd, cookie)
+        step_up = outcome is policy.Outcome.STEP_UP
+        user = await sc.service.user(visit.user)
+        if not user.enrolled:
             return self.go(rd)
         error = ""
         status = 200
         if request.method == "POST":
-            result = await self.sc.service.check(visit.user, source.get("code", ""), visit.client)
-            self.sc.metrics.checked(result.check.value)
+            result = await sc.service.check(visit.user, source.get("code", ""), visit.client)
+            sc.metrics.checked(result.check.value)
             if result.check is Check.OK:
-                fresh = await self.sc.service.user(visit.user)
+                fresh = await sc.service.user(visit.user)
                 cookie = self.pass_cookie(visit, fresh.generation)
                 if result.used_recovery and result.recovery_left <= LOW_RECOVERY_CODES:
                     response = self.go(
                         f"{self.prefix}/settings?{urlencode({'rd': rd, 'low': 1})}", cookie)
                 else:
                     response = self.go(rd, cookie)
-                if source.get("remember") == "1" and self.sc.devices is not None:
-                    value = await self.sc.devices.remember(
-                        visit.user, fresh.generation, visit.headers.get("user-agent", ""),
-                        int(self.sc.clock()))
-                    response.headers.append("set-cookie", self.sc.device_cookie(
-                        value, self.sc.secure(visit.scheme)))
+                if source.get("remember") == "1" and sc.devices is not None and not step_up:
+                    value = await sc.devices.remember(
+                        visit.user, fresh.generation, visit.reading.headers.text("user-agent"),
+                        int(sc.clock()))
+                    response.headers.append("set-cookie", sc.device_cookie(
+                        value, sc.secure(visit.scheme)))
                 return response
             error = self.check_message(result, recovery=mode == "recovery")
             status = 429 if result.check is Check.LOCKED else 400
-        elif user.locked_until > self.sc.clock():
+        elif user.locked_until > sc.clock():
             error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
+        switch = {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}
+        if step_up:
+            switch |= {"why": "step_up", "m": method}
         return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
-                           mode=mode, error=error,
-                           step_up=step_up,
-                           digits=self.sc.config.totp.digits,
-                           remember_days=(self.sc.config.remember_device.max_days
-                                          if self.sc.devices is not None else 0),
-                           switch_url=f"{self.prefix}/challenge?" + urlencode(
-                               {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}))
+                           mode=mode, error=error, step_up=step_up, method=method,
+                           digits=sc.config.totp.digits,
+                           remember_days=(sc.config.remember_device.max_days
+                                          if sc.devices is not None and not step_up else 0),
+                           switch_url=f"{self.prefix}/challenge?" + urlencode(switch))
 
     async def enroll(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -273,11 +311,11 @@ class Pages:
             return self.signed_out(visit)
         sc = self.sc
         rd = self.rd(visit, request.query_params.get("rd"), "")
-        user = await sc.service.user(visit.user)
-        if user.enrolled:
-            if visit.verified is None:
+        if visit.enrolled:
+            if not visit.verified:
                 return self.go(f"{self.prefix}/challenge?{urlencode({'rd': rd or '/'})}")
             return self.go(rd or self.prefix + "/settings")
+        session = sc.fingerprint(visit.reading)
         error = ""
         status = 200
         if request.method == "POST":
@@ -286,7 +324,7 @@ class Pages:
                 return fields
             rd = self.rd(visit, fields.get("rd"), "")
             result, codes, generation = await sc.service.complete_enrollment(
-                visit.user, fields.get("code", ""), visit.client)
+                visit.user, fields.get("code", ""), visit.client, session=session)
             sc.metrics.checked("enroll_" + result.check.value)
             if result.check is Check.OK:
                 response = self.codes_page(visit, codes, rd, "enabled")
@@ -294,7 +332,7 @@ class Pages:
                 return response
             error = self.check_message(result)
             status = 429 if result.check is Check.LOCKED else 400
-        secret = await sc.service.pending_secret(visit.user)
+        secret = await sc.service.pending_secret(visit.user, session=session)
         uri = totp.provisioning_uri(secret, visit.account, sc.config.totp.issuer,
                                     sc.service.params)
         # omitsize: a viewBox instead of a fixed size, so the stylesheet scales the whole code
@@ -324,7 +362,7 @@ class Pages:
             return self.signed_out(visit)
         user = await self.sc.service.user(visit.user)
         query = request.query_params
-        if user.enrolled and visit.verified is None:
+        if visit.enrolled and not visit.verified:
             here = f"{self.prefix}/settings"
             return self.go(f"{self.prefix}/challenge?{urlencode({'rd': here})}")
         rd = self.rd(visit, query.get("rd"), "")
@@ -337,8 +375,8 @@ class Pages:
         """The user's remembered devices for the settings page (this one marked)."""
         if self.sc.devices is None:
             return []
-        own = self.sc.devices.device_id(parse_cookies(visit.headers.get("cookie", "")).get(
-            self.sc.config.remember_device.cookie_name, ""))
+        own = self.sc.devices.device_id(
+            visit.reading.cookie(self.sc.config.remember_device.cookie_name))
         return [{"id": d.device_id, "browser": d.browser, "created": when(d.created_at),
                  "seen": when(d.last_seen), "this": "1" if d.device_id == own else ""}
                 for d in await self.sc.storage.devices(visit.user)]
@@ -351,7 +389,7 @@ class Pages:
         fields = await self.form(visit)
         if isinstance(fields, Response):
             return fields
-        if visit.verified is None or self.sc.devices is None:
+        if not visit.verified or self.sc.devices is None:
             return self.go(f"{self.prefix}/settings")
         which = fields.get("device", "")
         count = await self.sc.devices.forget(visit.user, None if which == "all" else which)
@@ -365,7 +403,7 @@ class Pages:
         fields = await self.form(visit)
         if isinstance(fields, Response):
             return fields
-        if visit.verified is None:
+        if not visit.verified:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
         result = await self.sc.service.check(visit.user, fields.get("code", ""), visit.client)
@@ -404,6 +442,19 @@ class Pages:
                            error_text=self.check_message(result))
 
     async def logout(self, request: Request) -> Response:
+        """GET: a one-button confirmation; POST (with CSRF): the 2FA cookie ends.
+
+        The 2FA cookie also dies with the app session it is bound to, so a GET that signs
+        out (a link another site could embed) is never needed.
+        """
         visit = await self.visit(request)
-        rd = self.rd(visit, request.query_params.get("rd"))
+        if request.method == "GET":
+            return self.render(visit, "logout.html", rd=self.rd(visit, request.query_params.get("rd")))
+        if visit.identity is not None:
+            fields = await self.form(visit)
+            if isinstance(fields, Response):
+                return fields
+            rd = self.rd(visit, fields.get("rd"))
+        else:
+            rd = "/"
         return self.go(rd, self.sc.clear_cookie(self.sc.secure(visit.scheme)))

@@ -2,6 +2,8 @@
 
 ``level_for`` finds the access level of a request from the ordered rules (first match wins),
 on a normalized path so that ``/static/../admin`` cannot borrow the level of ``/static/``.
+A path that backends may route differently (``;parameters``, letter case) is matched in each
+such variant, and the strictest level wins.
 ``decide`` turns the level and what is known about the user into allow / challenge /
 enroll / deny.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from sidecar.config import Rule
@@ -56,11 +59,28 @@ def decide(facts: Facts) -> Outcome:
 _SLASHES = re.compile(r"/{2,}")
 
 
-def normalize_path(raw: str) -> str | None:
-    """The path as the app will see it: decoded, dot segments resolved, slashes collapsed.
+class Level(enum.IntEnum):
+    """The access levels, ranked: a higher value is stricter."""
 
-    Decoding repeats until stable (``%252e`` is ``%2e`` is ``.``), backslashes count as
-    slashes, and a path that still holds a NUL or does not start with ``/`` is refused (None).
+    BYPASS = 0
+    OPTIONAL = 1
+    REQUIRED = 2
+    DENY = 3
+
+
+def strictness(rule: Rule) -> tuple[int, int, int]:
+    """A sort key: the higher, the stricter the rule.
+
+    The level comes first (``deny`` > ``required`` > ``optional`` > ``bypass``); between
+    equal levels a rule with a step-up window is stricter, and a smaller window stricter still.
+    """
+    return Level[rule.level.upper()], 1 if rule.step_up else 0, -rule.step_up
+
+
+def _decode(raw: str) -> str | None:
+    """The path part of ``raw``, percent-decoded until stable, backslashes made slashes.
+
+    None when it cannot be decoded, holds a NUL or does not start with ``/``.
     """
     path = raw.split("?", 1)[0].split("#", 1)[0]
     for _ in range(4):
@@ -75,7 +95,11 @@ def normalize_path(raw: str) -> str | None:
         return None
     if "\x00" in path or not path.startswith(("/", "\\")):
         return None
-    path = path.replace("\\", "/")
+    return path.replace("\\", "/")
+
+
+def _resolve(path: str) -> str:
+    """A decoded path with dot segments resolved and repeated slashes collapsed."""
     trailing = path.endswith("/") or path.endswith("/.") or path.endswith("/..")
     out: list[str] = []
     for segment in _SLASHES.sub("/", path).split("/"):
@@ -92,6 +116,56 @@ def normalize_path(raw: str) -> str | None:
     return result
 
 
+def strip_parameters(path: str) -> str:
+    """``path`` with the ``;parameters`` of every segment removed (``/a;x/..;/b`` -> ``/a/../b``).
+
+    Tomcat, Jetty and Spring do this before they resolve dot segments.
+    """
+    return "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
+
+
+def normalize_path(raw: str) -> str | None:
+    """The path as the app will see it: decoded, dot segments resolved, slashes collapsed.
+
+    Decoding repeats until stable (``%252e`` is ``%2e`` is ``.``), backslashes count as
+    slashes, and a path that still holds a NUL or does not start with ``/`` is refused (None).
+    """
+    path = _decode(raw)
+    return None if path is None else _resolve(path)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One path a backend may route ``raw_path`` to; ``folded``: compare it case-insensitively."""
+
+    path: str
+    folded: bool = False
+
+
+def path_variants(raw_path: str) -> tuple[Variant, ...] | None:
+    """The normalized path first, then the other paths common backends may route it to.
+
+    Those are: ``;parameters`` stripped from each segment before dot segments are resolved
+    (Tomcat, Jetty, Spring: ``/login/..;/admin`` is ``/admin``), and the case-folded form of
+    each (Express, ASP.NET). None when the path cannot be normalized.
+    """
+    decoded = _decode(raw_path)
+    if decoded is None:
+        return None
+    found: dict[Variant, None] = {}
+    for path in (decoded, strip_parameters(decoded)):
+        found[Variant(_resolve(path))] = None
+        found[Variant(_resolve(path.casefold()), folded=True)] = None
+    return tuple(found)
+
+
+def _hostname(host: str) -> str:
+    """``host`` without its port and trailing dot, in lower case (``App.Test.:8080`` -> ``app.test``)."""
+    if not host.endswith("]"):
+        host = host.rsplit(":", 1)[0]
+    return host.lower().rstrip(".")
+
+
 def _host_matches(pattern: str, host: str) -> bool:
     if pattern.startswith("*."):
         return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
@@ -104,9 +178,19 @@ def _path_matches(prefix: str, path: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
+@lru_cache(maxsize=256)
+def _ignoring_case(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    return re.compile(pattern.pattern, pattern.flags | re.IGNORECASE)
+
+
 def rule_matches(rule: Rule, host: str, path: str, method: str, user: str | None,
-                 groups: tuple[str, ...] = ()) -> bool:
-    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+                 groups: tuple[str, ...] = (), folded: bool = False) -> bool:
+    """Whether every condition of ``rule`` holds; the host is compared without port and trailing dot.
+
+    ``folded``: ``path`` is a case-folded variant, so rule paths are case-folded too and
+    ``path_regex`` is searched ignoring case.
+    """
+    hostname = _hostname(host)
     if rule.hosts and not any(_host_matches(h, hostname) for h in rule.hosts):
         return False
     if rule.methods and method not in rule.methods:
@@ -115,36 +199,52 @@ def rule_matches(rule: Rule, host: str, path: str, method: str, user: str | None
         return False
     if rule.groups and (user is None or rule.groups.isdisjoint(groups)):
         return False
-    if rule.paths and not any(_path_matches(p, path) for p in rule.paths):
+    if rule.paths and not any(_path_matches(p.casefold() if folded else p, path) for p in rule.paths):
         return False
-    return not (rule.path_regex is not None and not rule.path_regex.search(path))
+    if rule.path_regex is None:
+        return True
+    regex = _ignoring_case(rule.path_regex) if folded else rule.path_regex
+    return regex.search(path) is not None
 
 
 DENY_RULE = Rule("deny")
 BYPASS_RULE = Rule("bypass")
 
 
+def _inside(prefix: str, variant: Variant) -> bool:
+    prefix = prefix.casefold() if variant.folded else prefix
+    return variant.path == prefix or variant.path.startswith(prefix + "/")
+
+
 def rule_for(rules: tuple[Rule, ...], default: str, host: str, raw_path: str, method: str,
              user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> Rule:
-    """The first matching rule (or one with the default level); an unnormalizable path is denied.
+    """The strictest of the rules that the path and its variants (``path_variants``) match.
 
-    The sidecar's own pages (``own_prefix``) are always reachable: they do their own checks.
+    For each variant the first matching rule counts (or one with the default level); the
+    strictest of those wins (see ``strictness``), the plain path's on a tie. An unnormalizable
+    path is denied. The sidecar's own pages (``own_prefix``) are reachable (they do their own
+    checks): a variant inside the prefix counts as ``bypass``, one outside it does not.
     """
-    path = normalize_path(raw_path)
-    if path is None:
+    variants = path_variants(raw_path)
+    if variants is None:
         return DENY_RULE
-    if own_prefix and (path == own_prefix or path.startswith(own_prefix + "/")):
+    return max((_first_match(rules, default, host, variant, method, user, own_prefix, groups)
+                for variant in variants), key=strictness)  # max keeps the first of equals
+
+
+def _first_match(rules: tuple[Rule, ...], default: str, host: str, variant: Variant, method: str,
+                 user: str | None, own_prefix: str, groups: tuple[str, ...]) -> Rule:
+    if own_prefix and _inside(own_prefix, variant):
         return BYPASS_RULE
-    host = host.lower()
     for rule in rules:
-        if rule_matches(rule, host, path, method, user, groups):
+        if rule_matches(rule, host, variant.path, method, user, groups, variant.folded):
             return rule
     return Rule(default)
 
 
 def level_for(rules: tuple[Rule, ...], default: str, host: str, raw_path: str, method: str,
               user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> str:
-    """The level of the first matching rule (see ``rule_for``)."""
+    """The level of the strictest matching rule (see ``rule_for``)."""
     return rule_for(rules, default, host, raw_path, method, user, own_prefix, groups).level
 
 

@@ -1,29 +1,40 @@
 """Who is logged in to the app: the primary session.
 
-Two resolvers. ``header`` reads a header set by the proxy or an upstream authenticator
-(believed only from trusted peers). ``introspect`` asks the app's own "who am I" URL with the
-request's cookies (or Authorization) and caches the answer per credential for a few seconds;
-concurrent misses for one credential make a single upstream call.
+Two resolvers. ``header`` reads the identity headers set by the proxy or an upstream
+authenticator (believed only from trusted peers; read by ``sidecar.request``). ``introspect``
+asks the app's own "who am I" URL with exactly the credential the app receives (every Cookie
+line joined, and ``Authorization``) and caches the answer per credential for
+``cache_seconds``; concurrent misses for one credential make a single upstream call.
+
+A who-am-I answer is read strictly: 401/403, or an explicit ``null`` along the configured
+key's path (``{"actor": null}`` for ``actor.id``), mean "nobody is logged in"; a 200 without a
+usable user id is an error (the key is misconfigured), never "anonymous".
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
 from sidecar.config import Config
 from sidecar.errors import UpstreamUnavailable
+from sidecar.request import Ambiguous, Reading
 
 log = logging.getLogger("sidecar.primary")
 CACHE_LIMIT = 50_000
 MAX_USER_LENGTH = 256
 MAX_GROUPS = 64
+FOREVER = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,42 +45,28 @@ class Identity:
     groups: tuple[str, ...] = ()
 
 
-def parse_cookies(header: str) -> dict[str, str]:
-    """Cookie header → name→value (first wins), tolerant of junk."""
-    cookies: dict[str, str] = {}
-    for chunk in header.split(";"):
-        name, sep, value = chunk.strip().partition("=")
-        if sep and name and name not in cookies:
-            cookies[name] = value.strip()
-    return cookies
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Who is logged in (None: nobody), and until when (monotonic) that answer may be reused."""
+
+    identity: Identity | None
+    until: float = FOREVER
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """What identifies the primary session of a request, without the sidecar's own cookies."""
+    """What the app is sent to say who is logged in: the request's cookies and Authorization."""
 
-    cookie_header: str  # to send to the app (sidecar cookies removed)
+    cookie_header: str
     authorization: str
-    key: str  # the part that names the session; fingerprinted into the 2FA cookie
 
     @property
     def present(self) -> bool:
-        return bool(self.key)
+        return bool(self.cookie_header or self.authorization)
 
-
-def credential(headers: dict[str, str], own_cookies: tuple[str, ...],
-               session_cookies: tuple[str, ...]) -> Credential:
-    cookies = parse_cookies(headers.get("cookie", ""))
-    for name in own_cookies:
-        cookies.pop(name, None)
-    cookie_header = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    authorization = headers.get("authorization", "")
-    if session_cookies:
-        named = [f"{n}={cookies[n]}" for n in session_cookies if cookies.get(n)]
-    else:
-        named = [f"{k}={v}" for k, v in sorted(cookies.items())]
-    parts = named + ([f"authorization={authorization}"] if authorization else [])
-    return Credential(cookie_header, authorization, "\n".join(parts))
+    def cache_key(self) -> bytes:
+        text = f"{self.cookie_header}\x00{self.authorization}"
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def _clean(value: Any) -> str:
@@ -88,64 +85,88 @@ def _groups(value: Any) -> tuple[str, ...]:
     return tuple(sorted({g for g in cleaned if g and "," not in g}))
 
 
-def _dig(data: Any, dotted: str) -> Any:
+class _Missing(Exception):
+    """The configured key is not in the answer."""
+
+
+def _dig(data: Any, dotted: str, strict: bool) -> Any:
+    """The value at ``dotted``; None when a step is an explicit null.
+
+    ``strict``: a missing key or a step that is not an object raises _Missing; otherwise
+    (optional keys: e-mail, name, groups) it is simply None.
+    """
     for part in dotted.split("."):
-        if not isinstance(data, dict):
+        if data is None:
             return None
-        data = data.get(part)
+        if not isinstance(data, dict) or part not in data:
+            if strict:
+                raise _Missing(part)
+            return None
+        data = data[part]
     return data
 
 
 class Resolver(Protocol):
-    async def resolve(self, headers: dict[str, str], cred: Credential,
-                      trusted: bool) -> Identity | None: ...
+    async def resolve(self, reading: Reading) -> Resolved: ...
+
+    async def resolve_credential(self, cred: Credential) -> Resolved: ...
 
     async def aclose(self) -> None: ...
 
 
 class HeaderResolver:
+    """The identity headers of a trusted proxy (read, and refused when ambiguous, by the door)."""
+
     def __init__(self, config: Config) -> None:
         self.names = config.primary.header
 
-    async def resolve(self, headers: dict[str, str], cred: Credential,
-                      trusted: bool) -> Identity | None:
-        if not trusted:
-            return None
-        user = _clean(headers.get(self.names.user.lower(), ""))
+    async def resolve(self, reading: Reading) -> Resolved:
+        if not reading.trusted:
+            return Resolved(None)
+        raw_user, email, name, groups = reading.identity
+        if not raw_user:
+            return Resolved(None)
+        user = _clean(raw_user)
         if not user:
-            return None
-        return Identity(user, _clean(headers.get(self.names.email.lower(), "")),
-                        _clean(headers.get(self.names.name.lower(), "")),
-                        _groups(headers.get(self.names.groups.lower(), "")))
+            raise Ambiguous(f"header {self.names.user} holds no usable user name")
+        return Resolved(Identity(user, _clean(email), _clean(name), _groups(groups)))
+
+    async def resolve_credential(self, cred: Credential) -> Resolved:
+        return Resolved(None)
 
     async def aclose(self) -> None:
         return None
 
 
 class IntrospectResolver:
-    def __init__(self, config: Config, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: Config, client: httpx.AsyncClient | None = None,
+                 monotonic: Any = time.monotonic) -> None:
         self.settings = config.primary.introspect
         # A jar that stores nothing: one user's cookies must never reach another's request.
         jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self.client = client or httpx.AsyncClient(timeout=self.settings.timeout_seconds,
                                                   follow_redirects=False, cookies=jar)
-        self._cache: dict[str, tuple[float, Identity | None]] = {}
-        self._inflight: dict[str, asyncio.Future[Identity | None]] = {}
+        self.monotonic = monotonic
+        self._cache: OrderedDict[bytes, Resolved] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[Resolved]] = {}
         self.calls = 0  # upstream calls made (observed by tests and metrics)
+        self.where = _where(self.settings.url)
 
-    async def resolve(self, headers: dict[str, str], cred: Credential,
-                      trusted: bool) -> Identity | None:
+    async def resolve(self, reading: Reading) -> Resolved:
+        return await self.resolve_credential(Credential(reading.cookies.header, reading.authorization))
+
+    async def resolve_credential(self, cred: Credential) -> Resolved:
         if not cred.present:
-            return None
-        now = time.monotonic()
-        hit = self._cache.get(cred.key)
-        if hit is not None and now - hit[0] < self.settings.cache_seconds:
-            return hit[1]
-        waiting = self._inflight.get(cred.key)
+            return Resolved(None)
+        key = cred.cache_key()
+        hit = self._cache.get(key)
+        if hit is not None and hit.until > self.monotonic():
+            return hit
+        waiting = self._inflight.get(key)
         if waiting is not None:
             return await asyncio.shield(waiting)
-        future: asyncio.Future[Identity | None] = asyncio.get_running_loop().create_future()
-        self._inflight[cred.key] = future
+        future: asyncio.Future[Resolved] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
         try:
             identity = await self._ask(cred)
         except BaseException as exc:
@@ -153,14 +174,21 @@ class IntrospectResolver:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         else:
-            future.set_result(identity)
+            resolved = Resolved(identity, self.monotonic() + self.settings.cache_seconds)
+            future.set_result(resolved)
             if self.settings.cache_seconds:
-                if len(self._cache) >= CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[cred.key] = (time.monotonic(), identity)
-            return identity
+                self._cache[key] = resolved
+                self._cache.move_to_end(key)
+                while len(self._cache) > CACHE_LIMIT:
+                    self._cache.popitem(last=False)
+            return resolved
         finally:
-            self._inflight.pop(cred.key, None)
+            self._inflight.pop(key, None)
+
+    def _fail(self, what: str, status: int | None = None, keys: str = "") -> UpstreamUnavailable:
+        log.error("who-am-I answer unusable: %s", what,
+                  extra={"url": self.where, "status": status, "keys": keys})
+        return UpstreamUnavailable(f"the app's who-am-I URL {self.where}: {what}")
 
     async def _ask(self, cred: Credential) -> Identity | None:
         send = {"accept": "application/json"}
@@ -172,26 +200,41 @@ class IntrospectResolver:
         try:
             response = await self.client.get(self.settings.url, headers=send)
         except httpx.HTTPError as exc:
-            log.warning("introspection failed: %s", type(exc).__name__)
-            raise UpstreamUnavailable("the app's who-am-I URL cannot be reached") from None
-        if response.status_code in (401, 403):
+            raise self._fail(f"cannot be reached ({type(exc).__name__})") from None
+        status = response.status_code
+        if status in (401, 403):
             return None
-        if response.status_code != 200:
-            log.warning("introspection answered %s", response.status_code)
-            raise UpstreamUnavailable(f"the app's who-am-I URL answered {response.status_code}")
+        if status != 200:
+            raise self._fail(f"answered {status}", status)
         try:
             data = response.json()
         except ValueError:
-            raise UpstreamUnavailable("the app's who-am-I URL did not answer JSON") from None
-        user = _clean(_dig(data, self.settings.user_key))
+            raise self._fail("did not answer JSON", status) from None
+        keys = ", ".join(sorted(map(str, data))[:20]) if isinstance(data, dict) else type(data).__name__
+        try:
+            value = _dig(data, self.settings.user_key, strict=True)
+        except _Missing:
+            raise self._fail(f"no {self.settings.user_key!r} in the answer", status, keys) from None
+        if value is None:
+            return None  # an explicit null: nobody is logged in
+        user = _clean(value)
         if not user:
-            return None
-        return Identity(user, _clean(_dig(data, self.settings.email_key)),
-                        _clean(_dig(data, self.settings.name_key)),
-                        _groups(_dig(data, self.settings.groups_key)))
+            raise self._fail(f"{self.settings.user_key!r} is not a usable user id", status, keys)
+        return Identity(user, _clean(_dig(data, self.settings.email_key, strict=False)),
+                        _clean(_dig(data, self.settings.name_key, strict=False)),
+                        _groups(_dig(data, self.settings.groups_key, strict=False)))
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _where(url: str) -> str:
+    """The who-am-I URL without user information or query (which may hold a secret)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(invalid URL)"
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def make_resolver(config: Config) -> Resolver:

@@ -1,7 +1,7 @@
 """Recovery codes: 20 a user, shown once, stored only as keyed hashes (HMAC-SHA256).
 
 A code is ten characters from an alphabet without look-alikes, shown as ``abcde-fghjk``;
-it is accepted with or without the dash, with spaces, and in any case.
+it is accepted with or without the dash, with ASCII spaces, and in any case; nothing else.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import secrets
 COUNT = 20
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no i, l, o, 0, 1
 LENGTH = 10
-_SEPARATORS = re.compile(r"[\s\-]")
+MAX_TYPED = 32  # characters of a typed code, separators included
+_TYPED_CODE = re.compile(f"[{ALPHABET}{ALPHABET.upper()} -]+")  # no tabs, newlines, NBSP
 
 
 def new_codes(count: int = COUNT) -> list[str]:
@@ -27,13 +28,15 @@ def new_codes(count: int = COUNT) -> list[str]:
 
 
 def normalize(text: str) -> str | None:
-    """The canonical form of a typed code, or None when it cannot be a recovery code."""
-    if len(text) > 64:
+    """The canonical form of a typed code, or None when it cannot be a recovery code.
+
+    Only the alphabet (in either case), ``-`` and ASCII spaces may be typed, at most
+    ``MAX_TYPED`` characters, and ``LENGTH`` characters of the alphabet must remain.
+    """
+    if len(text) > MAX_TYPED or not _TYPED_CODE.fullmatch(text):
         return None
-    cleaned = _SEPARATORS.sub("", text).lower()
-    if len(cleaned) != LENGTH or any(ch not in ALPHABET for ch in cleaned):
-        return None
-    return cleaned
+    cleaned = text.replace("-", "").replace(" ", "").lower()
+    return cleaned if len(cleaned) == LENGTH else None
 
 
 def code_hash(key: str, user_id: str, code: str) -> str:

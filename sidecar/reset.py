@@ -2,10 +2,18 @@
 
 The proxy sends the app's reset path(s) (``password_reset.paths``) to the sidecar, which
 serves them by forwarding to the app (``password_reset.app_url``) once the visitor holds a
-*grant*: a short-lived signed cookie saying which account passed the gate. The gate page
-(``{prefix}/reset``) asks for the account and, when that account has 2FA on, a code (TOTP or
-recovery; throttled like the challenge). The reset form's POST is forwarded with its body
-unchanged only when its account field names the granted account; the grant then ends.
+*grant*: a short-lived signed cookie carrying a random grant id and the account that passed
+the gate. The gate page (``{prefix}/reset``) asks for the account and, when a user it names
+has 2FA on, that user's code (TOTP or recovery; throttled in the ``reset`` scope, so failures
+here close the gate for that account but never lock the user's own sign-in).
+
+Accounts are matched the way storage can mean them: ``users_for_account`` names every user
+whose id, or e-mail address, equals the text in any case; when it names several, the gate
+refuses (ambiguous). The reset form's POST is forwarded with its body unchanged only when its
+one account field equals the granted account (stripped, in any case: so each user it could
+mean was checked) and the grant is used for the first time (``use_grant``: once, in storage,
+whatever cookie is replayed). A field sent twice, or an account in the query string other than
+the granted one, is refused and nothing is forwarded.
 
 By default an account without 2FA passes with the account alone, which tells a visitor that
 this account has no 2FA. With ``always_ask`` the gate asks every account for a code and
@@ -19,7 +27,9 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -31,11 +41,13 @@ from starlette.routing import Route
 
 from sidecar.config import ResetConfig
 from sidecar.i18n import gettext as _
+from sidecar.request import Ambiguous
 from sidecar.service import Check
+from sidecar.storage import RESET
 
 if TYPE_CHECKING:
     from sidecar.context import Sidecar
-    from sidecar.pages import Pages
+    from sidecar.pages import Pages, Visit
 
 log = logging.getLogger("sidecar.reset")
 GRANT_SALT = "totp-sidecar.reset-grant"
@@ -45,10 +57,34 @@ OWN_COOKIES = (NONCE_COOKIE, GRANT_COOKIE)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer",
               "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 MAX_BODY = 64 * 1024
+MAX_ACCOUNT = 256
+ACCOUNT_FIELD = "account"  # the gate form's own field
+SINGLE_FIELDS = ("code", "csrf")  # never sent twice in a forwarded form either
 
 
 def normalize_account(text: str) -> str:
-    return text.strip().lower()[:256]
+    """The account text as the gate keeps it: stripped, its case kept (user ids are exact)."""
+    return text.strip()
+
+
+def account_key(text: str) -> str:
+    """How accounts compare: stripped and lower-cased, as ``users_for_account`` matches them."""
+    return normalize_account(text).lower()
+
+
+def repeated(items: Iterable[tuple[str, str]], names: Iterable[str] | None = None) -> bool:
+    """Whether a field (of ``names``, or any) is given more than once."""
+    counts = Counter(key for key, _ in items)
+    return any(counts[name] > 1 for name in (counts if names is None else names))
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A grant cookie's content: its id (used once, in storage), the account, the gate's verdict."""
+
+    grant_id: str
+    account: str
+    ok: bool
 
 
 class ResetGate:
@@ -65,9 +101,16 @@ class ResetGate:
                 *[Route(path, self.forward, methods=["GET", "POST"]) for path in self.settings.paths]]
 
     # -- the gate page ------------------------------------------------------------------
+    def _cookie(self, request: Request, name: str) -> str:
+        """One of the gate's own cookies, from the one reading of the request (ambiguous: 401)."""
+        reading = self.sc.read(request.scope)
+        if reading.problem:
+            raise Ambiguous(reading.problem)
+        return reading.cookie(name)
+
     def _nonce(self, request: Request) -> tuple[str, bool]:
         """The anonymous visitor's CSRF nonce (a cookie), and whether it is new."""
-        nonce = request.cookies.get(NONCE_COOKIE, "")
+        nonce = self._cookie(request, NONCE_COOKIE)
         if len(nonce) == 32 and nonce.isalnum():
             return nonce, False
         return secrets.token_hex(16), True
@@ -81,42 +124,61 @@ class ResetGate:
         nonce, fresh = self._nonce(request)
         rd = self.pages.rd(visit, request.query_params.get("rd"),
                            self.settings.paths[0] if self.settings.paths else "/")
+        if not self._query_account_ok(request, self._grant(request)):
+            return self._refuse_query(visit, rd)
         context: dict[str, Any] = {"rd": rd, "account": "", "ask_code": self.settings.always_ask,
                                    "error": "", "reset_csrf": self._token(nonce)}
         status = 200
         if request.method == "POST":
-            form = await request.form(max_files=0, max_fields=10)
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            if fresh or not hmac.compare_digest(self._token(nonce), fields.get("csrf", "")):
-                return self.pages.render(visit, "message.html", 403, title=_("This form has expired"),
-                                         text=_("Reload the page and try again."), link=rd)
-            rd = self.pages.rd(visit, fields.get("rd"), rd)
-            account = normalize_account(fields.get("account", ""))
-            context.update(rd=rd, account=account)
-            if not account:
-                context["error"] = _("Enter the account whose password you want to reset.")
-                status = 400
-            else:
-                outcome = await self._decide(account, fields, visit.client)
-                if outcome is None:
-                    context["ask_code"] = True  # this account has 2FA: ask for its code
-                elif isinstance(outcome, str):
-                    context.update(error=outcome, ask_code=True)
-                    status = 400
-                else:
-                    granted = RedirectResponse(rd, status_code=303)
-                    granted.headers.append("set-cookie", self._grant_cookie(account, outcome,
-                                                                            visit.scheme))
-                    return granted
+            answer = await self._posted(visit, request, nonce, fresh, context)
+            if isinstance(answer, Response):
+                return answer
+            status = answer
         response = self.pages.render(visit, "reset.html", status, **context)
         if fresh:
             response.headers.append("set-cookie", f"{NONCE_COOKIE}={nonce}; "
                                     f"Path={self.sc.config.prefix}/reset; HttpOnly; SameSite=Strict")
         return response
 
-    async def _decide(self, account: str, fields: dict[str, str], client: str) -> bool | str | None:
+    async def _posted(self, visit: Visit, request: Request, nonce: str, fresh: bool,
+                      context: dict[str, Any]) -> Response | int:
+        """The answer to the gate form: a response, or the status of the page re-shown."""
+        form = await request.form(max_files=0, max_fields=10)
+        items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        if repeated(items):
+            return self._refuse_repeated(visit, context["rd"])
+        fields = dict(items)
+        if fresh or not self.pages.same_site(visit) or not hmac.compare_digest(
+                self._token(nonce), fields.get("csrf", "")):
+            return self.pages.render(visit, "message.html", 403, title=_("This form has expired"),
+                                     text=_("Reload the page and try again."), link=context["rd"])
+        rd = self.pages.rd(visit, fields.get("rd"), context["rd"])
+        account = normalize_account(fields.get(ACCOUNT_FIELD, ""))
+        context.update(rd=rd, account=account)
+        if not account or len(account) > MAX_ACCOUNT:
+            context.update(account=account[:MAX_ACCOUNT],
+                           error=_("Enter the account whose password you want to reset."))
+            return 400
+        users = await self.sc.storage.users_for_account(account)
+        if len(users) > 1:
+            log.warning("password reset refused: the account names %d users", len(users))
+            context["error"] = _("This name fits more than one account, so its password cannot be "
+                                 "reset here. Ask your administrator for help.")
+            return 400
+        outcome = await self._decide(users[0] if users else None, fields, visit.client)
+        if outcome is None:
+            context["ask_code"] = True  # this account has 2FA: ask for its code
+            return 200
+        if isinstance(outcome, str):
+            context.update(error=outcome, ask_code=True)
+            return 400
+        granted = RedirectResponse(rd, status_code=303)
+        granted.headers.append("set-cookie", await self._issue(account, outcome, visit.scheme))
+        return granted
+
+    async def _decide(self, user: str | None, fields: dict[str, str],
+                      client: str) -> bool | str | None:
         """True/False: grant (ok or not); a message: ask again; None: ask for the code first."""
-        user = await self._user_for(account)
         enrolled = user is not None and (await self.sc.service.user(user)).enrolled
         code = fields.get("code", "").strip()
         if not enrolled:
@@ -125,7 +187,7 @@ class ResetGate:
         if not code:
             return _("Enter a code from your authenticator app or a recovery code.") \
                 if self.settings.always_ask or "code" in fields else None
-        result = await self.sc.service.check(user, code, client)
+        result = await self.sc.service.check(user, code, client, scope=RESET)
         if result.check is Check.OK:
             await self.sc.service.audit("reset_gate_passed", user, client)
             return True
@@ -133,30 +195,49 @@ class ResetGate:
             return False  # same answer as a success: the app never sees this grant
         return self.pages.check_message(result)
 
-    async def _user_for(self, account: str) -> str | None:
-        """The sidecar user named by the account field: a user id or a known e-mail address."""
-        if (await self.sc.storage.get_user(account)).enrolled:
-            return account
-        return await self.sc.storage.user_for_contact(account)
-
-    def _grant_cookie(self, account: str, ok: bool, scheme: str) -> str:
-        until = int(time.time()) + self.settings.grant_seconds
-        value = self.grants.dumps([account, ok, until])
+    async def _issue(self, account: str, ok: bool, scheme: str) -> str:
+        """A new grant, kept in storage (to be used once) and signed into its cookie."""
+        now = int(self.sc.clock())
+        until = now + self.settings.grant_seconds
+        grant_id = secrets.token_urlsafe(24)
+        await self.sc.storage.add_grant(grant_id, account, until, now)
+        value = self.grants.dumps([grant_id, account, ok, until])
         parts = [f"{GRANT_COOKIE}={value}", "Path=/", f"Max-Age={self.settings.grant_seconds}",
                  "HttpOnly", "SameSite=Lax"]
         return "; ".join(parts + (["Secure"] if self.sc.secure(scheme) else []))
 
-    def _grant(self, request: Request) -> tuple[str, bool] | None:
-        value = request.cookies.get(GRANT_COOKIE, "")
+    def _grant(self, request: Request) -> Grant | None:
+        value = self._cookie(request, GRANT_COOKIE)
         if not value or len(value) > 1024:
             return None
         try:
-            account, ok, until = self.grants.loads(value)
+            grant_id, account, ok, until = self.grants.loads(value)
         except (BadSignature, ValueError, TypeError):
             return None
-        if not (isinstance(account, str) and isinstance(ok, bool) and isinstance(until, int)):
+        if not (isinstance(grant_id, str) and isinstance(account, str) and isinstance(ok, bool)
+                and isinstance(until, int)):
             return None
-        return (account, ok) if until > time.time() else None
+        return Grant(grant_id, account, ok) if until > self.sc.clock() else None
+
+    def _query_account_ok(self, request: Request, grant: Grant | None) -> bool:
+        """No account in the query string, unless it is exactly the granted one."""
+        for name in {ACCOUNT_FIELD, self.settings.account_field}:
+            values = request.query_params.getlist(name)
+            if values and (grant is None or values != [grant.account]):
+                return False
+        return True
+
+    def _refuse_query(self, visit: Visit, link: str) -> Response:
+        log.warning("password reset refused: an account in the query string")
+        return self.pages.render(visit, "message.html", 400, title=_("This link cannot be used"),
+                                 text=_("Open the password reset page without an account in its "
+                                        "address, and enter the account there."), link=link)
+
+    def _refuse_repeated(self, visit: Visit, link: str) -> Response:
+        log.warning("password reset refused: a form field was sent more than once")
+        return self.pages.render(visit, "message.html", 400, title=_("This form cannot be used"),
+                                 text=_("A field of the form was sent more than once. Reload the "
+                                        "page and try again."), link=link)
 
     # -- the app's reset path, forwarded ------------------------------------------------
     async def forward(self, request: Request) -> Response:
@@ -164,39 +245,63 @@ class ResetGate:
         gate = f"{self.sc.config.prefix}/reset?{urlencode({'rd': request.url.path})}"
         if grant is None:
             return RedirectResponse(gate, status_code=303)
+        if not self._query_account_ok(request, grant):
+            return self._refuse_query(await self.pages.visit(request), gate)
         body = await request.body()
         if request.method == "POST":
-            account = self._submitted_account(request, body)
-            if account != grant[0] or not grant[1]:
-                visit = await self.pages.visit(request)
-                log.warning("password reset refused: the form names another account than the gate")
-                if not grant[1]:  # always_ask and a wrong code: answer like an app would
-                    return self.pages.render(visit, "message.html", 200,
-                                             title=_("Check your e-mail"),
-                                             text=_("If that account exists and the code was right, "
-                                                    "a message with the next steps is on its way."),
-                                             link="/")
-                return self.pages.render(visit, "message.html", 403,
-                                         title=_("Confirm this account first"),
-                                         text=_("The password of this account can only be reset "
-                                                "after its code was entered."), link=gate)
+            refused = await self._refuse_post(request, body, grant, gate)
+            if refused is not None:
+                return refused
         upstream = await self._send(request, body)
         response = Response(upstream.content, status_code=upstream.status_code)
         for name, value in upstream.headers.multi_items():
             if name.lower() not in HOP_BY_HOP and name.lower() not in ("date", "server"):
                 response.headers.append(name, value)
-        if request.method == "POST":  # one reset per grant
+        if request.method == "POST":  # one reset per grant (and storage holds it to that)
             response.headers.append("set-cookie", f"{GRANT_COOKIE}=; Path=/; Max-Age=0")
         return response
 
-    def _submitted_account(self, request: Request, body: bytes) -> str:
+    async def _refuse_post(self, request: Request, body: bytes, grant: Grant,
+                           gate: str) -> Response | None:
+        """None when the reset form may go to the app, else the refusal.
+
+        It may when it names the granted account, once, and the grant is used for the first time.
+        """
+        fields = self._submitted_fields(request, body)
+        names = (self.settings.account_field, *SINGLE_FIELDS)
+        if fields is not None and repeated(fields, names):
+            return self._refuse_repeated(await self.pages.visit(request), gate)
+        account = next((v for k, v in fields or () if k == self.settings.account_field), None)
+        if account is None or account_key(account) != account_key(grant.account) or not grant.ok:
+            return await self._refuse_account(request, grant, gate)
+        if not await self.sc.storage.use_grant(grant.grant_id, int(self.sc.clock())):
+            log.warning("password reset refused: the grant was used already")
+            return self.pages.render(await self.pages.visit(request), "message.html", 403,
+                                     title=_("Confirm this account again"),
+                                     text=_("This confirmation was used already. Enter the "
+                                            "account (and its code) once more."), link=gate)
+        return None
+
+    async def _refuse_account(self, request: Request, grant: Grant, gate: str) -> Response:
+        visit = await self.pages.visit(request)
+        log.warning("password reset refused: the form names another account than the gate")
+        if not grant.ok:  # always_ask and a wrong code: answer like an app would
+            return self.pages.render(visit, "message.html", 200, title=_("Check your e-mail"),
+                                     text=_("If that account exists and the code was right, "
+                                            "a message with the next steps is on its way."),
+                                     link="/")
+        return self.pages.render(visit, "message.html", 403, title=_("Confirm this account first"),
+                                 text=_("The password of this account can only be reset "
+                                        "after its code was entered."), link=gate)
+
+    def _submitted_fields(self, request: Request, body: bytes) -> list[tuple[str, str]] | None:
+        """The fields of a plain form (every one, repeats kept); None for any other body."""
         if len(body) > MAX_BODY:
-            return ""
+            return None
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/x-www-form-urlencoded":
-            return ""  # only plain forms are understood: anything else is refused
-        fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        return normalize_account(fields.get(self.settings.account_field, ""))
+            return None  # only plain forms are understood: anything else is refused
+        return parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
 
     async def _send(self, request: Request, body: bytes) -> httpx.Response:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]

@@ -1,9 +1,18 @@
 """The account operations behind the pages: enroll, verify a code, disable, new codes.
 
-Depends only on the Storage interface, the config and an injected clock. Keeps a brief
+Depends only on the Storage interface, the config and injected clocks. Keeps a brief
 in-memory cache of each user's enrollment state (enrolled? which generation?) so the hot
-path does not read storage on every request; changes made here update it at once.
-TOTP secrets are sealed (AES-GCM, bound to the user) before they reach storage.
+path does not read storage on every request; changes made here update it at once. A cached
+state is only good for ``STATE_CACHE_SECONDS``: older, it is read again, and while storage
+is down an older one is no answer (StorageUnavailable), so a revocation is never outlived.
+TOTP secrets are sealed (AES-GCM, bound to the user) before they reach storage; a pending
+secret belongs to one app session of the user.
+
+Every code is compared only after storage reserved the attempt as a failure (throttling
+first, then the comparison): however many guesses arrive at once, at most
+``throttle.max_failures`` per window are compared. A right code clears the reservation.
+Failures count in a scope: ``signin`` (the user's own sign-in; too many lock the user) or
+``reset`` (the public password-reset gate; too many close the gate only).
 """
 
 from __future__ import annotations
@@ -18,8 +27,7 @@ from typing import Any
 from sidecar import recovery, totp
 from sidecar.config import Config
 from sidecar.crypto import SecretBox
-from sidecar.errors import StorageUnavailable
-from sidecar.storage import Event, Storage, UserState
+from sidecar.storage import SIGNIN, Attempt, Event, Scope, Storage, UserState
 
 log = logging.getLogger("sidecar.audit")
 
@@ -52,11 +60,12 @@ class CachedState:
 class TwoFactor:
     def __init__(self, config: Config, storage: Storage,
                  clock: Callable[[], float] = time.time,
-                 on_event: Callable[[str, str, dict[str, Any]], None] = lambda *event: None
-                 ) -> None:
+                 on_event: Callable[[str, str, dict[str, Any]], None] = lambda *event: None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
+        self.monotonic = monotonic
         self.on_event = on_event
         self.box = SecretBox(config.encryption_keys)
         self.params = totp.TotpParams(config.totp.digits, config.totp.period,
@@ -66,35 +75,34 @@ class TwoFactor:
 
     # -- the hot path's view ------------------------------------------------------------
     async def cached_state(self, user_id: str) -> CachedState:
-        """Enrollment state from a cache of a few seconds, read from storage when stale.
+        """Enrollment state from a cache of a few seconds, read from storage when older.
 
-        While storage is down, what was last known stays in force (fail static); a user
-        never seen before cannot be decided (StorageUnavailable).
+        No stale answer: while storage is down, a state older than ``STATE_CACHE_SECONDS``
+        (or never read) cannot be decided (StorageUnavailable).
         """
-        now = time.monotonic()
         state = self._states.get(user_id)
-        if state is not None and now - state.fetched_at < STATE_CACHE_SECONDS:
+        if state is not None and self._fresh(state):
             return state
-        try:
-            user = await self.storage.get_user(user_id)
-        except StorageUnavailable:
-            if state is None:
-                raise
-            return state
-        return self._remember(user, now)
+        return self._remember(await self.storage.get_user(user_id))
 
-    def _remember(self, user: UserState, now: float | None = None) -> CachedState:
+    def _fresh(self, state: CachedState) -> bool:
+        return self.monotonic() - state.fetched_at < STATE_CACHE_SECONDS
+
+    def _remember(self, user: UserState) -> CachedState:
         if len(self._states) >= STATE_CACHE_LIMIT:
             self._states.clear()
-        state = CachedState(user.enrolled, user.generation,
-                            time.monotonic() if now is None else now)
+        state = CachedState(user.enrolled, user.generation, self.monotonic())
         self._states[user.user_id] = state
         return state
 
     def generation_is(self, user_id: str, generation: int) -> bool:
-        """Whether the last known state of the user is enrolled at ``generation`` (no I/O)."""
+        """Whether the recent known state of the user is enrolled at ``generation`` (no I/O).
+
+        False once that state is older than ``STATE_CACHE_SECONDS``: it must be read again.
+        """
         state = self._states.get(user_id)
-        return state is not None and state.enrolled and state.generation == generation
+        return (state is not None and state.enrolled and state.generation == generation
+                and self._fresh(state))
 
     async def remember_contact(self, user_id: str, email: str) -> None:
         """Keep the address notices go to, when the app told us one that changed."""
@@ -123,38 +131,43 @@ class TwoFactor:
         await self.storage.add_event(Event(int(self.clock()), event, user_id, client, detail))
 
     # -- enrollment ---------------------------------------------------------------------
-    async def pending_secret(self, user_id: str) -> str:
-        """The secret being enrolled: the same one on reload until it expires."""
+    async def pending_secret(self, user_id: str, session: str = "") -> str:
+        """The secret being enrolled in this app session: the same one on reload until it expires.
+
+        ``session`` is the primary session's fingerprint: another session of the same user
+        (someone else who knows the password) gets a secret of its own, never this one.
+        """
         now = int(self.clock())
-        sealed = await self.storage.pending_secret(user_id, now)
+        sealed = await self.storage.pending_secret(user_id, session, now)
         if sealed is None:
             expires = now + self.config.totp.enrollment_timeout
             fresh = self.box.seal(user_id, totp.new_secret())
-            sealed = await self.storage.put_pending(user_id, fresh, expires, now)
+            sealed = await self.storage.put_pending(user_id, session, fresh, expires, now)
         return self.box.open(user_id, sealed)
 
-    async def complete_enrollment(self, user_id: str, code: str,
-                                  client: str) -> tuple[CheckResult, list[str], int]:
-        """Verify a code from the pending secret; on success 2FA is on.
+    async def complete_enrollment(self, user_id: str, code: str, client: str,
+                                  session: str = "") -> tuple[CheckResult, list[str], int]:
+        """Verify a code from this session's pending secret; on success 2FA is on.
 
         Returns the result, the new recovery codes (shown once) and the new generation.
         """
         now = int(self.clock())
-        blocked = await self._blocked(await self.storage.get_user(user_id), client, now)
-        if blocked is not None:
-            return blocked, [], 0
-        sealed = await self.storage.pending_secret(user_id, now)
+        attempt = await self.storage.reserve_attempt(user_id, client, now, self.config.throttle)
+        if attempt.failure_id is None:
+            return self._refused(attempt, SIGNIN, now), [], 0
+        sealed = await self.storage.pending_secret(user_id, session, now)
         step = None
         if sealed is not None:
             step = totp.match_step(self.box.open(user_id, sealed), code, now, self.params)
-        if sealed is None or step is None:
-            return await self._failed(user_id, client, now), [], 0
-        codes = recovery.new_codes()
-        generation = await self.storage.complete_enrollment(
-            user_id, sealed, step, self._hashes(user_id, codes), now)
-        if generation is None:
-            return CheckResult(Check.INVALID), [], 0
-        await self.storage.clear_failures(user_id)
+        codes: list[str] = []
+        generation = None
+        if sealed is not None and step is not None:
+            codes = recovery.new_codes()
+            generation = await self.storage.complete_enrollment(
+                user_id, session, sealed, step, self._hashes(user_id, codes), now)
+        if generation is None:  # wrong code, none pending, or another request enrolled it
+            return await self._failed(user_id, client, now, attempt, SIGNIN), [], 0
+        await self.storage.clear_failures_upto(user_id, SIGNIN, attempt.failure_id)
         self.forget(user_id)
         await self.audit("enabled", user_id, client)
         return CheckResult(Check.OK, recovery_left=len(codes)), codes, generation
@@ -164,55 +177,81 @@ class TwoFactor:
                 for c in codes]
 
     # -- codes --------------------------------------------------------------------------
-    async def check(self, user_id: str, text: str, client: str,
-                    allow_recovery: bool = True) -> CheckResult:
-        """Accept a current TOTP code (once) or an unused recovery code (once)."""
+    async def check(self, user_id: str, text: str, client: str, allow_recovery: bool = True,
+                    scope: Scope = SIGNIN) -> CheckResult:
+        """Accept a current TOTP code (once) or an unused recovery code (once).
+
+        ``scope`` is what a failure counts against: ``signin`` (the user's own sign-in) or
+        ``reset`` (the password-reset gate, which anyone can reach with an account name).
+        """
         now = int(self.clock())
         user = await self.storage.get_user(user_id)
         if not user.enrolled or user.secret is None:
             return CheckResult(Check.NOT_ENROLLED)
-        blocked = await self._blocked(user, client, now)
-        if blocked is not None:
-            return blocked
+        attempt = await self.storage.reserve_attempt(user_id, client, now, self.config.throttle,
+                                                     scope)
+        if attempt.failure_id is None:
+            return self._refused(attempt, scope, now)
+        result = await self._verify(user, text, allow_recovery, now)
+        if result is None:
+            return await self._failed(user_id, client, now, attempt, scope)
+        await self.storage.clear_failures_upto(user_id, scope, attempt.failure_id)
+        if result.used_recovery:
+            await self.audit("recovery_code_used", user_id, client, remaining=result.recovery_left)
+        else:
+            await self.audit("challenge_passed", user_id, client, method="totp")
+        return result
+
+    async def _verify(self, user: UserState, text: str, allow_recovery: bool,
+                      now: int) -> CheckResult | None:
+        """OK when ``text`` is a current, unused TOTP code or an unused recovery code (now used)."""
         digits = totp.parse_code(text, self.params.digits)
-        if digits is not None:
-            secret = self.box.open(user_id, user.secret)
+        if digits is not None and user.secret is not None:
+            secret = self.box.open(user.user_id, user.secret)
             step = totp.match_step(secret, digits, now, self.params, after_step=user.last_step)
-            if step is not None and await self.storage.use_step(user_id, user.secret, step):
-                await self.storage.clear_failures(user_id)
-                await self.audit("challenge_passed", user_id, client, method="totp")
+            if step is not None and await self.storage.use_step(user.user_id, user.secret, step):
                 return CheckResult(Check.OK, recovery_left=user.recovery_left)
         elif allow_recovery and (normalized := recovery.normalize(text)) is not None:
-            digest = recovery.code_hash(self.config.hash_key, user_id, normalized)
-            if await self.storage.use_recovery_code(user_id, digest, now):
-                await self.storage.clear_failures(user_id)
-                left = (await self.storage.get_user(user_id)).recovery_left
-                await self.audit("recovery_code_used", user_id, client, remaining=left)
+            digest = recovery.code_hash(self.config.hash_key, user.user_id, normalized)
+            if await self.storage.use_recovery_code(user.user_id, digest, now):
+                left = (await self.storage.get_user(user.user_id)).recovery_left
                 return CheckResult(Check.OK, used_recovery=True, recovery_left=left)
-        return await self._failed(user_id, client, now)
-
-    async def _blocked(self, user: UserState, client: str, now: int) -> CheckResult | None:
-        """LOCKED when the user is locked or this client failed too often lately."""
-        if user.locked_until > now:
-            return CheckResult(Check.LOCKED, locked_until=user.locked_until)
-        limits = self.config.throttle
-        if await self.storage.client_failures(client, now - limits.window) >= \
-                limits.max_failures_per_client:
-            return CheckResult(Check.LOCKED, locked_until=now + limits.window)
         return None
 
-    async def _failed(self, user_id: str, client: str, now: int) -> CheckResult:
+    def _refused(self, attempt: Attempt, scope: Scope, now: int) -> CheckResult:
+        """LOCKED, nothing compared: the user is locked, or the failures reached a limit.
+
+        The failures counted include attempts of other requests still being compared.
+        """
         limits = self.config.throttle
-        by_user, by_client = await self.storage.add_failure(user_id, client, now, limits.window)
-        await self.audit("challenge_failed", user_id, client, failures=by_user)
-        if by_user >= limits.max_failures:
+        if attempt.locked_until > now:
+            return CheckResult(Check.LOCKED, locked_until=attempt.locked_until)
+        if attempt.by_user >= limits.max_failures and scope == SIGNIN:
+            return CheckResult(Check.LOCKED, locked_until=now + limits.lockout)
+        return CheckResult(Check.LOCKED, locked_until=now + limits.window)
+
+    async def _failed(self, user_id: str, client: str, now: int, attempt: Attempt,
+                      scope: Scope) -> CheckResult:
+        """The reservation stays as the failure; at the limit, the user is locked (sign-in).
+
+        At the reset gate the limit locks nothing: the gate stays closed for that account
+        while its failures within the window are at the limit.
+        """
+        limits = self.config.throttle
+        detail: dict[str, Any] = {"failures": attempt.by_user}
+        if scope != SIGNIN:
+            detail["scope"] = scope
+        await self.audit("challenge_failed", user_id, client, **detail)
+        if attempt.by_user >= limits.max_failures:
+            if scope != SIGNIN:
+                return CheckResult(Check.LOCKED, locked_until=now + limits.window)
             until = now + limits.lockout
             await self.storage.lock(user_id, until)
             await self.audit("locked", user_id, client, logging.WARNING, until=until)
             return CheckResult(Check.LOCKED, locked_until=until)
-        if by_client >= limits.max_failures_per_client:
+        if attempt.by_client >= limits.max_failures_per_client:
             await self.audit("client_throttled", user_id, client, logging.WARNING,
-                             failures=by_client)
+                             failures=attempt.by_client)
             return CheckResult(Check.LOCKED, locked_until=now + limits.window)
         return CheckResult(Check.INVALID)
 
@@ -238,11 +277,11 @@ class TwoFactor:
     async def rotate_keys(self) -> tuple[int, int]:
         """Re-seal every stored secret under the newest key: (re-sealed, already current)."""
         done = current = 0
-        for table, user_id, sealed in await self.storage.sealed_secrets():
+        for table, user_id, session, sealed in await self.storage.sealed_secrets():
             if not self.box.needs_reseal(sealed):
                 current += 1
                 continue
             fresh = self.box.seal(user_id, self.box.open(user_id, sealed))
-            if await self.storage.replace_sealed(table, user_id, sealed, fresh):
+            if await self.storage.replace_sealed(table, user_id, session, sealed, fresh):
                 done += 1
         return done, current

@@ -4,29 +4,40 @@ Every change that must not be half-done is one transaction; every "use once" is 
 conditional UPDATE whose row count says whether this caller won, so two processes sharing
 the database file cannot both accept the same code.
 
+Throttling reserves before it compares: ``reserve_attempt`` checks the lock and the failure
+counts and records the attempt as a failure in one write transaction, so concurrent guesses
+(from any number of instances) can never be compared more often than the limit allows.
+
 The operations are written once, as SQL with ``?`` placeholders, in ``SQLStorage``; a backend
 supplies how statements run (``_run``: one transaction, ``_fetch``: one query). SQLite is
 here; PostgreSQL (``storage_pg``, for several instances on one database) runs the same SQL.
+On SQLite, ``LOWER`` is Python's ``str.lower`` (every script, as PostgreSQL's), so an account
+names the same users on both backends.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import aiosqlite
 
-from sidecar.config import Config, PostgresConfig
+from sidecar.config import Config, PostgresConfig, ThrottleConfig
 from sidecar.errors import StorageUnavailable
 
 BUSY_TIMEOUT_MS = 3000
+FAILURES_KEPT = 86400  # failures older than this (or the window) are pruned
 Statement = tuple[str, tuple[Any, ...]]
+Scope = Literal["signin", "reset"]  # what a failed code counts against
+SIGNIN: Scope = "signin"  # the user's own sign-in: failures lock the user
+RESET: Scope = "reset"  # the public password-reset gate: failures close the gate only
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -82,6 +93,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX devices_user ON devices (user_id)",
     ),
+    (
+        "DROP TABLE pending",  # rows keyed by user alone; they expire within minutes anyway
+        """CREATE TABLE pending (
+            user_id TEXT NOT NULL,
+            session TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (user_id, session)
+        )""",
+        "ALTER TABLE failures ADD COLUMN scope TEXT NOT NULL DEFAULT 'signin'",
+        "DROP INDEX failures_user_at",
+        "CREATE INDEX failures_user_scope_at ON failures (user_id, scope, at)",
+        "CREATE INDEX failures_at ON failures (at)",  # pruning runs at every attempt
+        """CREATE TABLE grants (
+            grant_id TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_at BIGINT
+        )""",
+    ),
 )
 
 
@@ -116,6 +147,21 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """A code attempt reserved as a failure before the code is compared, or refused.
+
+    ``failure_id`` is the reservation (None: refused, compare nothing); the counts are the
+    failures within the window of the user (in the attempt's scope) and of the client (every
+    scope), a reservation included; ``locked_until`` is the user's sign-in lock (scope signin).
+    """
+
+    failure_id: int | None
+    by_user: int
+    by_client: int
+    locked_until: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class UserState:
     user_id: str
     secret: str | None = None
@@ -135,28 +181,36 @@ class Storage(Protocol):
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def get_user(self, user_id: str) -> UserState: ...
-    async def pending_secret(self, user_id: str, now: int) -> str | None: ...
-    async def put_pending(self, user_id: str, secret: str, expires_at: int, now: int) -> str: ...
-    async def complete_enrollment(self, user_id: str, secret: str, step: int,
+    async def pending_secret(self, user_id: str, session: str, now: int) -> str | None: ...
+    async def put_pending(self, user_id: str, session: str, secret: str, expires_at: int,
+                          now: int) -> str: ...
+    async def complete_enrollment(self, user_id: str, session: str, secret: str, step: int,
                                   code_hashes: list[str], now: int) -> int | None: ...
     async def use_step(self, user_id: str, secret: str, step: int) -> bool: ...
     async def use_recovery_code(self, user_id: str, code_hash: str, now: int) -> bool: ...
     async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None: ...
     async def disable(self, user_id: str) -> bool: ...
-    async def add_failure(self, user_id: str, client: str, now: int,
-                          window: int) -> tuple[int, int]: ...
+    async def reserve_attempt(self, user_id: str, client: str, now: int, limits: ThrottleConfig,
+                              scope: Scope = SIGNIN) -> Attempt: ...
+    async def clear_failures_upto(self, user_id: str, scope: Scope, failure_id: int) -> None: ...
+    async def add_failure(self, user_id: str, client: str, now: int, window: int,
+                          scope: Scope = SIGNIN) -> tuple[int, int]: ...
     async def client_failures(self, client: str, since: int) -> int: ...
     async def add_event(self, event: Event) -> None: ...
     async def events(self, user_id: str, limit: int = 50) -> list[Event]: ...
-    async def sealed_secrets(self) -> list[tuple[str, str, str]]: ...
-    async def replace_sealed(self, table: str, user_id: str, old: str, new: str) -> bool: ...
+    async def sealed_secrets(self) -> list[tuple[str, str, str, str]]: ...
+    async def replace_sealed(self, table: str, user_id: str, session: str, old: str,
+                             new: str) -> bool: ...
     async def lock(self, user_id: str, until: int) -> None: ...
     async def unlock(self, user_id: str) -> bool: ...
     async def clear_failures(self, user_id: str) -> None: ...
     async def list_users(self) -> list[UserState]: ...
     async def set_contact(self, user_id: str, email: str) -> None: ...
     async def contact(self, user_id: str) -> str: ...
-    async def user_for_contact(self, email: str) -> str | None: ...
+    async def users_for_account(self, account: str) -> list[str]: ...
+    async def add_grant(self, grant_id: str, account: str, expires_at: int,
+                        now: int | None = None) -> None: ...
+    async def use_grant(self, grant_id: str, now: int) -> bool: ...
     async def add_device(self, device: Device) -> None: ...
     async def device_seen(self, user_id: str, device_id: str, now: int) -> bool: ...
     async def devices(self, user_id: str) -> list[Device]: ...
@@ -197,29 +251,39 @@ class SQLStorage(abc.ABC):
         secret, enabled_at, last_step, generation, locked_until, left = rows[0]
         return UserState(user_id, secret, enabled_at, last_step, generation, locked_until, left)
 
-    async def pending_secret(self, user_id: str, now: int) -> str | None:
+    async def pending_secret(self, user_id: str, session: str, now: int) -> str | None:
+        """The unexpired secret being enrolled in this app session of the user, if any."""
         rows = await self._fetch(
-            "SELECT secret FROM pending WHERE user_id = ? AND expires_at > ?", (user_id, now))
+            "SELECT secret FROM pending WHERE user_id = ? AND session = ? AND expires_at > ?",
+            (user_id, session, now))
         return str(rows[0][0]) if rows else None
 
-    async def put_pending(self, user_id: str, secret: str, expires_at: int, now: int) -> str:
-        """Keep ``secret`` pending unless an unexpired one exists; return the one in force."""
+    async def put_pending(self, user_id: str, session: str, secret: str, expires_at: int,
+                          now: int) -> str:
+        """Keep ``secret`` pending in this session unless an unexpired one exists; the one in force.
+
+        Expired rows (of anyone) go first, so each session of a user holds at most one row.
+        """
         results = await self._run([
-            ("INSERT INTO pending (user_id, secret, expires_at) VALUES (?, ?, ?)"
-             " ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret,"
-             " expires_at = excluded.expires_at WHERE pending.expires_at <= ?",
-             (user_id, secret, expires_at, now)),
-            ("SELECT secret FROM pending WHERE user_id = ?", (user_id,)),
+            ("DELETE FROM pending WHERE expires_at <= ?", (now,)),
+            ("INSERT INTO pending (user_id, session, secret, expires_at) VALUES (?, ?, ?, ?)"
+             " ON CONFLICT (user_id, session) DO NOTHING", (user_id, session, secret, expires_at)),
+            ("SELECT secret FROM pending WHERE user_id = ? AND session = ?", (user_id, session)),
         ])
-        current = results[1].scalar
+        current = results[2].scalar
         return str(current) if current is not None else secret
 
-    async def complete_enrollment(self, user_id: str, secret: str, step: int,
+    async def complete_enrollment(self, user_id: str, session: str, secret: str, step: int,
                                   code_hashes: list[str], now: int) -> int | None:
-        """Turn 2FA on with ``secret`` (which must still be pending); the new generation."""
+        """Turn 2FA on with ``secret``, still pending in this session; the new generation.
+
+        The other sessions' pending secrets of the user end too: none of them can later
+        replace the secret just enrolled.
+        """
         results = await self._run([
-            ("DELETE FROM pending WHERE user_id = ? AND secret = ? AND expires_at > ?",
-             (user_id, secret, now)),
+            ("DELETE FROM pending WHERE user_id = ? AND session = ? AND secret = ?"
+             " AND expires_at > ?", (user_id, session, secret, now)),
+            ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             ("INSERT INTO users (user_id, secret, enabled_at, last_step, generation)"
              " VALUES (?, ?, ?, ?, 1) ON CONFLICT (user_id) DO UPDATE SET"
              " secret = excluded.secret, enabled_at = excluded.enabled_at,"
@@ -264,13 +328,54 @@ class SQLStorage(abc.ABC):
         ])
         return results[0].rowcount == 1
 
-    async def add_failure(self, user_id: str, client: str, now: int,
-                          window: int) -> tuple[int, int]:
-        """Record a failed attempt; the failures within ``window`` of this user and this client."""
+    async def reserve_attempt(self, user_id: str, client: str, now: int, limits: ThrottleConfig,
+                              scope: Scope = SIGNIN) -> Attempt:
+        """Reserve a code attempt as a failure, unless the user or the client may not try now.
+
+        One write transaction reads the user's sign-in lock (scope signin only), the user's
+        failures of ``scope`` and the client's failures of every scope within the window, and
+        inserts the failure row only while each is below its limit. The caller compares the
+        code afterwards and, when it was right, clears the reservation (``clear_failures_upto``).
+        """
+        since = now - limits.window
+        locked = ("NOT EXISTS (SELECT 1 FROM users WHERE user_id = ? AND locked_until > ?) AND "
+                  if scope == SIGNIN else "")
         results = await self._run([
-            ("DELETE FROM failures WHERE at <= ?", (now - max(window, 86400),)),
-            ("INSERT INTO failures (user_id, client, at) VALUES (?, ?, ?)", (user_id, client, now)),
-            ("SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?", (user_id, now - window)),
+            ("DELETE FROM failures WHERE at <= ?", (now - max(limits.window, FAILURES_KEPT),)),
+            ("INSERT INTO failures (user_id, client, at, scope) SELECT ?, ?, CAST(? AS BIGINT), ?"
+             f" WHERE {locked}"
+             "(SELECT COUNT(*) FROM failures WHERE user_id = ? AND scope = ? AND at > ?) < ?"
+             " AND (SELECT COUNT(*) FROM failures WHERE client = ? AND at > ?) < ? RETURNING id",
+             (user_id, client, now, scope, *((user_id, now) if locked else ()),
+              user_id, scope, since, limits.max_failures, client, since,
+              limits.max_failures_per_client)),
+            ("SELECT COALESCE((SELECT locked_until FROM users WHERE user_id = ?), 0),"
+             " (SELECT COUNT(*) FROM failures WHERE user_id = ? AND scope = ? AND at > ?),"
+             " (SELECT COUNT(*) FROM failures WHERE client = ? AND at > ?)",
+             (user_id, user_id, scope, since, client, since)),
+        ])
+        locked_until, by_user, by_client = results[2].rows[0]
+        failure_id = int(results[1].rows[0][0]) if results[1].rows else None
+        return Attempt(failure_id, int(by_user), int(by_client),
+                       int(locked_until) if scope == SIGNIN else 0)
+
+    async def clear_failures_upto(self, user_id: str, scope: Scope, failure_id: int) -> None:
+        """After a right code: the user's failures of ``scope`` up to its reservation end.
+
+        Reservations made after it (attempts still being compared) stay.
+        """
+        await self._run([("DELETE FROM failures WHERE user_id = ? AND scope = ? AND id <= ?",
+                          (user_id, scope, failure_id))])
+
+    async def add_failure(self, user_id: str, client: str, now: int, window: int,
+                          scope: Scope = SIGNIN) -> tuple[int, int]:
+        """Record a failure; those within ``window`` of this user (in ``scope``) and this client."""
+        results = await self._run([
+            ("DELETE FROM failures WHERE at <= ?", (now - max(window, FAILURES_KEPT),)),
+            ("INSERT INTO failures (user_id, client, at, scope) VALUES (?, ?, ?, ?)",
+             (user_id, client, now, scope)),
+            ("SELECT COUNT(*) FROM failures WHERE user_id = ? AND scope = ? AND at > ?",
+             (user_id, scope, now - window)),
             ("SELECT COUNT(*) FROM failures WHERE client = ? AND at > ?", (client, now - window)),
         ])
         return int(results[2].scalar or 0), int(results[3].scalar or 0)
@@ -292,18 +397,29 @@ class SQLStorage(abc.ABC):
         return [Event(at, event, user, client, json.loads(detail))
                 for at, event, user, client, detail in rows]
 
-    async def sealed_secrets(self) -> list[tuple[str, str, str]]:
-        """(table, user id, sealed value) of every stored TOTP secret, for key rotation."""
-        rows = await self._fetch(
-            "SELECT 'users', user_id, secret FROM users WHERE secret IS NOT NULL"
-            " UNION ALL SELECT 'pending', user_id, secret FROM pending", ())
-        return [(str(t), str(u), str(s)) for t, u, s in rows]
+    async def sealed_secrets(self) -> list[tuple[str, str, str, str]]:
+        """(table, user id, session, sealed value) of every stored TOTP secret, for key rotation.
 
-    async def replace_sealed(self, table: str, user_id: str, old: str, new: str) -> bool:
-        if table not in ("users", "pending"):
+        The session is the pending secret's; ``""`` for an enrolled one.
+        """
+        rows = await self._fetch(
+            "SELECT 'users', user_id, '', secret FROM users WHERE secret IS NOT NULL"
+            " UNION ALL SELECT 'pending', user_id, session, secret FROM pending", ())
+        return [(str(t), str(u), str(n), str(s)) for t, u, n, s in rows]
+
+    async def replace_sealed(self, table: str, user_id: str, session: str, old: str,
+                             new: str) -> bool:
+        """Replace one sealed secret while it is still ``old``."""
+        params: tuple[Any, ...]
+        if table == "users":
+            sql, params = ("UPDATE users SET secret = ? WHERE user_id = ? AND secret = ?",
+                           (new, user_id, old))
+        elif table == "pending":
+            sql, params = ("UPDATE pending SET secret = ? WHERE user_id = ? AND session = ?"
+                           " AND secret = ?", (new, user_id, session, old))
+        else:
             raise ValueError(table)
-        (result,) = await self._run([(f"UPDATE {table} SET secret = ? WHERE user_id = ?"
-                                      " AND secret = ?", (new, user_id, old))])
+        (result,) = await self._run([(sql, params)])
         return result.rowcount == 1
 
     async def lock(self, user_id: str, until: int) -> None:
@@ -339,10 +455,39 @@ class SQLStorage(abc.ABC):
         rows = await self._fetch("SELECT email FROM contacts WHERE user_id = ?", (user_id,))
         return str(rows[0][0]) if rows else ""
 
-    async def user_for_contact(self, email: str) -> str | None:
-        rows = await self._fetch("SELECT user_id FROM contacts WHERE LOWER(email) = ?"
-                                 " ORDER BY user_id LIMIT 1", (email.strip().lower(),))
-        return str(rows[0][0]) if rows else None
+    async def users_for_account(self, account: str) -> list[str]:
+        """Every user a password-reset form could mean by ``account`` (stripped, in any case).
+
+        User ids equal to it and users whose e-mail address is it, ``LOWER`` on both sides;
+        sorted, each once.
+        """
+        text = account.strip()
+        rows = await self._fetch(
+            "SELECT user_id FROM users WHERE LOWER(user_id) = LOWER(?)"
+            " UNION SELECT user_id FROM contacts WHERE LOWER(email) = LOWER(?)"
+            " ORDER BY user_id", (text, text))
+        return [str(row[0]) for row in rows]
+
+    async def add_grant(self, grant_id: str, account: str, expires_at: int,
+                        now: int | None = None) -> None:
+        """A password-reset grant for ``account``, usable once until ``expires_at``.
+
+        Given ``now``, grants that have ended are removed first.
+        """
+        statements: list[Statement] = [] if now is None else [
+            ("DELETE FROM grants WHERE expires_at <= ?", (now,))]
+        statements.append(("INSERT INTO grants (grant_id, account, expires_at) VALUES (?, ?, ?)",
+                           (grant_id, account, expires_at)))
+        await self._run(statements)
+
+    async def use_grant(self, grant_id: str, now: int) -> bool:
+        """Use a grant: True exactly once, False when it is unknown, used or expired."""
+        results = await self._run([
+            ("UPDATE grants SET used_at = ? WHERE grant_id = ? AND used_at IS NULL"
+             " AND expires_at > ?", (now, grant_id, now)),
+            ("DELETE FROM grants WHERE expires_at <= ?", (now,)),
+        ])
+        return results[0].rowcount == 1
 
     async def add_device(self, device: Device) -> None:
         await self._run([("INSERT INTO devices (device_id, user_id, created_at, last_seen, browser)"
@@ -396,6 +541,7 @@ class SQLiteStorage(SQLStorage):
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
+            await db.create_function("lower", 1, _lower, deterministic=True)
             self._db = db
             await self._migrate()
         except sqlite3.Error as exc:
@@ -428,8 +574,14 @@ class SQLiteStorage(SQLStorage):
                 await db.execute("UPDATE schema_version SET version = ?", (number,))
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            await self._rollback(db)
             raise
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection) -> None:
+        """Roll back; quietly when SQLite already did (a disk error ends the transaction)."""
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
 
     @staticmethod
     async def _version(db: aiosqlite.Connection) -> int:
@@ -454,6 +606,8 @@ class SQLiteStorage(SQLStorage):
 
         Rows are read before COMMIT: a statement left open would hold an old snapshot, and
         the next write of this connection would fail at once instead of waiting its turn.
+        When a statement fails, the error told is that one (a full or failing disk), not the
+        ROLLBACK's "no transaction is active" after SQLite already ended the transaction.
         """
         async with self._lock:
             db = self._conn()
@@ -471,7 +625,7 @@ class SQLiteStorage(SQLStorage):
                             return []
                     await db.execute("COMMIT")
                 except BaseException:
-                    await db.execute("ROLLBACK")
+                    await self._rollback(db)  # so the error that ended it is the one told
                     raise
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"database error: {exc}") from None
@@ -484,6 +638,11 @@ class SQLiteStorage(SQLStorage):
                 return list(await (await db.execute(sql, params)).fetchall())
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"database error: {exc}") from None
+
+
+def _lower(value: Any) -> Any:
+    """SQLite's ``LOWER`` as Python's (and PostgreSQL's): every script, not only ASCII."""
+    return value.lower() if isinstance(value, str) else value
 
 
 def make_storage(config: Config) -> Storage:

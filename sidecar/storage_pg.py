@@ -8,7 +8,8 @@ operation means the same on both backends. What differs is how transactions are 
   two concurrent uses exactly one changes a row, as on SQLite.
 * A write transaction of several statements first takes one transaction-scoped advisory
   lock, so those run one at a time, as SQLite's ``BEGIN IMMEDIATE`` makes them: the failure
-  counts read after an insert are exact, and a delete-then-insert never interleaves.
+  counts read before a reservation (``reserve_attempt``) and after an insert are exact, and a
+  delete-then-insert never interleaves.
 * Migrations run at open under their own advisory lock, so instances starting together
   apply each one once.
 
@@ -91,6 +92,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (  # storage.MIGRATIONS, in PostgreSQL
             browser TEXT NOT NULL
         )""",
         "CREATE INDEX devices_user ON devices (user_id)",
+    ),
+    (
+        "DROP TABLE pending",  # rows keyed by user alone; they expire within minutes anyway
+        """CREATE TABLE pending (
+            user_id TEXT NOT NULL,
+            session TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (user_id, session)
+        )""",
+        "ALTER TABLE failures ADD COLUMN scope TEXT NOT NULL DEFAULT 'signin'",
+        "DROP INDEX failures_user_at",
+        "CREATE INDEX failures_user_scope_at ON failures (user_id, scope, at)",
+        "CREATE INDEX failures_at ON failures (at)",  # pruning runs at every attempt
+        """CREATE TABLE grants (
+            grant_id TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_at BIGINT
+        )""",
     ),
 )
 
@@ -215,7 +236,7 @@ class PostgresStorage(SQLStorage):
                     if write and len(statements) > 1:
                         await conn.execute(_WRITE_LOCK)
                     for sql, params in statements:
-                        if sql.startswith("SELECT"):
+                        if sql.startswith("SELECT") or " RETURNING " in sql:
                             rows = [tuple(row) for row in await conn.fetch(numbered(sql), *params)]
                             results.append(Result(len(rows), rows))
                         else:

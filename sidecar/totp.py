@@ -17,7 +17,8 @@ from urllib.parse import quote
 import pyotp
 
 SECRET_BYTES = 20  # 160 bits, as RFC 4226 recommends
-_NON_DIGITS = re.compile(r"[\s\-]")
+MAX_TYPED = 32  # characters of a typed code, spaces included
+_TYPED_CODE = re.compile(r"[0-9 ]+")  # ASCII digits and U+0020 only: no tabs, newlines, NBSP
 _DIGESTS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
 
 
@@ -45,13 +46,15 @@ def grouped(secret: str) -> str:
 
 
 def parse_code(text: str, digits: int) -> str | None:
-    """A typed code with spaces or dashes removed, or None when it is not ``digits`` digits."""
-    if len(text) > 64:
+    """The typed code without its spaces, or None when it is not exactly ``digits`` digits.
+
+    Only ASCII digits and ASCII spaces (U+0020) may be typed, at most ``MAX_TYPED``
+    characters: tabs, newlines, no-break spaces, dashes, signs and non-ASCII digits refuse it.
+    """
+    if len(text) > MAX_TYPED or not _TYPED_CODE.fullmatch(text):
         return None
-    cleaned = _NON_DIGITS.sub("", text)
-    if len(cleaned) != digits or not cleaned.isascii() or not cleaned.isdigit():
-        return None
-    return cleaned
+    cleaned = text.replace(" ", "")
+    return cleaned if len(cleaned) == digits else None
 
 
 def _totp(secret: str, params: TotpParams) -> pyotp.TOTP:

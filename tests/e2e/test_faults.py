@@ -22,7 +22,6 @@ import yaml
 
 from sidecar.config import load_config
 from sidecar.context import Sidecar
-from sidecar.primary import Identity, credential
 from sidecar.service import TwoFactor
 from sidecar.storage import make_storage
 from tests.conftest import config_dict
@@ -52,8 +51,7 @@ async def seed(config_path: Path) -> str:
             "alice", totp.code_at(secret, time.time()), "127.0.0.1")
         assert result.check.value == "ok"
         sidecar = Sidecar(config, storage=storage)
-        cred = credential({"cookie": SESSION}, (config.cookie.name,), ("upstream_session",))
-        value = sidecar.new_pass(Identity("alice"), cred, generation)
+        value = sidecar.pass_for("alice", SESSION, generation)
         return f"{SESSION}; {config.cookie.name}={value}"
     finally:
         await storage.close()
@@ -120,6 +118,16 @@ def test_database_deleted_while_running(running: tuple[int, str, Path, subproces
     assert auth(port, cookie).status_code == 200  # the valid 2FA cookie keeps passing
     # someone never seen cannot be decided: fail closed
     assert auth(port, SESSION, user="bob").status_code == 503
+
+
+def test_a_2fa_cookie_whose_generation_was_never_loaded_fails_closed(
+        running: tuple[int, str, Path, subprocess.Popen[bytes]]) -> None:
+    """After a restart, with the database gone before the user's state was ever read, a 2FA
+    cookie cannot be checked against a revocation: 503, never 200 (it was honoured)."""
+    port, cookie, db, _ = running
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    assert auth(port, cookie).status_code == 503
 
 
 def test_database_locked_by_another_connection(

@@ -27,13 +27,12 @@ import yaml
 from sidecar import totp
 from sidecar.config import ENV_POSTGRES_DSN, load_config
 from sidecar.context import Sidecar
-from sidecar.primary import Identity, credential
 from sidecar.service import STATE_CACHE_SECONDS, TwoFactor
 from sidecar.storage import make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
 from tests.e2e.test_faults import SESSION, auth, page
-from tests.pg import fresh_database_sync
+from tests.pg import drop_database, fresh_database_sync
 
 MAX_FAILURES = 5
 
@@ -81,10 +80,17 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
 @pytest.fixture(scope="module", params=["postgres", "sqlite"])
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Pair]:
-    tmp = tmp_path_factory.mktemp(f"instances-{request.param}")
+    with running_pair(request.param, tmp_path_factory.mktemp(f"instances-{request.param}")) as (
+            running, _):
+        yield running
+
+
+@contextlib.contextmanager
+def running_pair(kind: str, tmp: Path) -> Iterator[tuple[Pair, str]]:
+    """Two sidecar processes on one database; the pair and the PostgreSQL DSN ("" for SQLite)."""
     ports = (free_port(), free_port())
     env_b = dict(os.environ)
-    with storages(request.param, tmp) as (storage_a, storage_b, dsn):
+    with storages(kind, tmp) as (storage_a, storage_b, dsn):
         if dsn:
             env_b[ENV_POSTGRES_DSN] = dsn
         configs = (write(tmp / "a.yaml", tmp, ports[0], storage_a),
@@ -101,7 +107,7 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                         env=dict(env)))
             for proc, port, log in zip(procs, ports, logs, strict=True):
                 wait_ready(proc, port, log)
-            yield Pair(configs[0], ports, logs)
+            yield Pair(configs[0], ports, logs), dsn
         finally:
             for proc in procs:
                 proc.terminate()
@@ -132,8 +138,7 @@ async def _enroll(config_path: Path, user: str) -> Enrolled:
         result, codes, generation = await service.complete_enrollment(
             user, totp.code_at(secret, past), "127.0.0.1")
         assert result.check.value == "ok"
-        cred = credential({"cookie": SESSION}, (config.cookie.name,), ("upstream_session",))
-        value = Sidecar(config, storage=storage).new_pass(Identity(user), cred, generation)
+        value = Sidecar(config, storage=storage).pass_for(user, SESSION, generation)
         return Enrolled(user, secret, codes, f"{SESSION}; {config.cookie.name}={value}")
     finally:
         await storage.close()
@@ -222,3 +227,24 @@ def test_a_cookie_from_one_instance_passes_the_other_and_a_reset_ends_it_on_both
     for port in (a, b):  # required path, 2FA off: sent to set-up, the old cookie no longer counts
         ended = auth(port, cookie, "erin")
         assert ended.status_code == 401 and "/enroll" in ended.headers["location"]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+def test_a_stale_not_enrolled_is_not_served_while_storage_is_down(kind: str, tmp_path: Path) -> None:
+    """B saw zed without 2FA; zed enrolls through A; the database goes away more than the
+    state cache time later: a new login of zed without a code must not pass B (it did: 200)."""
+    with running_pair(kind, tmp_path) as (pair, dsn):
+        a, b = pair.ports
+        home = {"x-original-url": "http://app.test/", "accept": "text/html", "remote-user": "zed"}
+        seen = httpx.get(f"http://127.0.0.1:{b}/auth/nginx", headers=home | {"cookie": SESSION})
+        assert seen.status_code == 200  # optional path, not enrolled: passes, and B remembers it
+        enroll(pair, "zed")
+        time.sleep(STATE_CACHE_SECONDS + 0.5)
+        if dsn:
+            asyncio.run(drop_database(dsn.rsplit("/", 1)[1]))
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{tmp_path / 'shared.db'}{suffix}").unlink(missing_ok=True)
+        other_login = home | {"cookie": "upstream_session=a-new-login"}
+        answer = httpx.get(f"http://127.0.0.1:{b}/auth/nginx", headers=other_login, timeout=10)
+        assert answer.status_code == 503, (answer.status_code, answer.headers)

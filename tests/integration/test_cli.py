@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -54,6 +55,48 @@ def test_serve_refuses_a_database_in_a_missing_folder(tmp_path: Path) -> None:
     path = write_config(tmp_path, storage={"sqlite": {"path": str(tmp_path / "no" / "db.sqlite")}})
     result = run("serve", "--config", str(path))
     assert result.returncode != 0 and "storage.sqlite.path" in result.stderr
+
+
+def test_check_config_refuses_header_users_from_everyone(tmp_path: Path) -> None:
+    path = write_config(tmp_path, primary={"resolver": "header"},
+                        server={"trusted_proxies": ["10.0.0.0/8", "0.0.0.0/0"]})
+    result = run("check-config", str(path))
+    assert result.returncode == 2 and "server.trusted_proxies" in result.stderr
+    assert "0.0.0.0/0" in result.stderr and "Traceback" not in result.stderr
+    served = run("serve", "--config", str(path), "--port", "1")
+    assert served.returncode == 2 and "server.trusted_proxies" in served.stderr
+
+
+def test_check_config_prints_warnings_and_passes(tmp_path: Path) -> None:
+    path = write_config(tmp_path, server={"trusted_proxies": ["::/0"]},
+                        primary={"resolver": "introspect",
+                                 "introspect": {"url": "http://app.internal/api/me"}})
+    result = run("check-config", str(path))
+    assert result.returncode == 0 and "OK" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert [w.split(":")[1].strip() for w in warnings] == ["server.trusted_proxies",
+                                                          "primary.introspect.url"], result.stderr
+    empty = write_config(tmp_path, server={"trusted_proxies": []}, primary={"resolver": "header"})
+    result = run("check-config", str(empty))
+    assert result.returncode == 0 and result.stderr.startswith("warning: server.trusted_proxies: ")
+
+
+def test_check_config_without_warnings_is_quiet(tmp_path: Path) -> None:
+    path = write_config(tmp_path, primary={"resolver": "introspect",
+                                           "introspect": {"url": "http://127.0.0.1:8000/api/me"}})
+    result = run("check-config", str(path))
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_serve_logs_config_warnings(tmp_path: Path) -> None:
+    path = write_config(tmp_path, server={"trusted_proxies": ["0.0.0.0/0"]},
+                        storage={"sqlite": {"path": str(tmp_path / "no" / "db.sqlite")}})
+    result = run("serve", "--config", str(path))  # stops at the storage check, after the warnings
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    warned = [entry for entry in logged if entry.get("event") == "config_warning"]
+    assert [entry["level"] for entry in warned] == ["warning", "warning"], result.stderr
+    assert warned[0]["message"].startswith("server.trusted_proxies: ")
+    assert warned[1]["message"].startswith("primary.introspect.url: ")
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -24,9 +24,13 @@ def dsn() -> Iterator[str]:
 
 def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
     dsn = f"postgresql://totp:pa55-word@127.0.0.1:{free_port()}/totp"
-    result = run("serve", "--config", str(write_config(tmp_path, storage={"postgres": {"dsn": dsn}})))
+    path = write_config(tmp_path, storage={"postgres": {"dsn": dsn}},
+                        primary={"resolver": "introspect",
+                                 "introspect": {"url": "http://127.0.0.1:1/api/me"}})
+    result = run("serve", "--config", str(path))
     assert result.returncode == 1
     assert result.stderr.startswith("totp-sidecar: storage.postgres: cannot open the PostgreSQL")
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and "pa55" not in result.stderr
 
 

@@ -345,22 +345,28 @@ async def test_pages_carry_security_headers(env: Env) -> None:
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
     assert response.headers["x-frame-options"] == "DENY"
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
     assert response.headers["cache-control"] == "no-store"
     assert "<script>" not in response.text and "style=" not in response.text
 
 
-async def test_logout_clears_the_2fa_cookie(env: Env) -> None:
+async def test_logout_is_a_post_with_csrf_and_clears_the_2fa_cookie(env: Env) -> None:
     browser = env.browser()
     await browser.login("alice")
     await browser.enroll()
-    response = await browser.get("/_2fa/logout?rd=//evil.test")
+    confirm = await browser.get("/_2fa/logout?rd=//evil.test")  # a GET only asks
+    assert confirm.status_code == 200 and 'method="post"' in confirm.text
+    assert "totp_sidecar" in browser.cookies and (await browser.auth()).status_code == 200
+    forged = await browser.post("/_2fa/logout", {"rd": "/"})
+    assert forged.status_code == 403 and "totp_sidecar" in browser.cookies
+    csrf, _ = await browser.form_token("/_2fa/logout?rd=//evil.test")
+    response = await browser.post("/_2fa/logout", {"csrf": csrf, "rd": "//evil.test"})
     assert response.status_code == 303 and response.headers["location"] == "/"
     assert "totp_sidecar" not in browser.cookies
     assert (await browser.auth()).status_code == 401
 
 
-async def test_missing_database_gives_503_page_but_verified_requests_pass(env: Env) -> None:
+async def test_missing_database_gives_503_once_the_cached_state_is_stale(env: Env) -> None:
     browser = env.browser()
     await browser.login("alice")
     await browser.enroll()
@@ -368,10 +374,11 @@ async def test_missing_database_gives_503_page_but_verified_requests_pass(env: E
     Path(sqlite_path(env.config)).unlink()
     page = await browser.get("/_2fa/settings")
     assert page.status_code == 503 and "unavailable" in page.text
+    assert (await browser.auth()).status_code == 200  # a state younger than its cache time
     states = env.sidecar.sidecar.service._states
-    for user, state in list(states.items()):  # even after the state cache went stale
+    for user, state in list(states.items()):  # the state cache went stale: not a state
         states[user] = dataclasses.replace(state, fetched_at=-1e9)
-    assert (await browser.auth()).status_code == 200
+    assert (await browser.auth()).status_code == 503
     newcomer = env.browser()
     await newcomer.login("bob")
     assert (await newcomer.auth()).status_code == 503  # unknown state: fail closed

@@ -65,3 +65,26 @@ async def test_few_recovery_codes_left_are_announced(tmp_path: Path, clock: Fake
         page = await browser.get(response.headers["location"])
         assert "3 recovery codes left" in page.text and "new recovery codes" in page.text.lower()
         assert 'href="/reports"' in page.text
+
+
+async def test_a_step_up_rule_limited_to_post_can_be_satisfied(tmp_path: Path, clock: FakeClock) -> None:
+    """The challenge page learns the method from the redirect; before, it matched the rule of
+    ``rd`` with GET only, found no step-up and sent the user back: a loop."""
+    rules = [{"path": "/account/password", "methods": ["POST"], "level": "optional", "step_up": "5m"}]
+    async for env in start_env(make_config(tmp_path, rules=rules), clock):
+        browser = env.browser()
+        await browser.login("alice")
+        secret, _ = await browser.enroll()
+        clock.advance(6 * 60)
+        assert (await browser.auth("/account/password")).status_code == 200  # a GET: no step-up
+        again = await browser.auth("/account/password", method="POST")
+        assert again.status_code == 401
+        query = parse_qs(urlsplit(again.headers["location"]).query)
+        assert query["why"] == ["step_up"] and query["m"] == ["POST"]
+        page = await browser.get(again.headers["location"].removeprefix("http://app.test"))
+        assert page.status_code == 200 and 'name="m" value="POST"' in page.text
+        csrf, _ = await browser.form_token("/_2fa/challenge?rd=/account/password&why=step_up&m=POST")
+        passed = await browser.post("/_2fa/challenge", {"csrf": csrf, "code": env.code(secret, 1),
+                                                        "rd": "/account/password", "m": "POST"})
+        assert passed.status_code == 303 and passed.headers["location"] == "/account/password"
+        assert (await browser.auth("/account/password", method="POST")).status_code == 200

@@ -92,7 +92,8 @@ async def test_http_requests_get_no_secure_flag(env: Env) -> None:
     browser = env.browser()
     await browser.login("alice")
     await browser.enroll()
-    response = await browser.get("/_2fa/logout")
+    csrf, _ = await browser.form_token("/_2fa/logout")
+    response = await browser.post("/_2fa/logout", {"csrf": csrf})
     assert "Secure" not in response.headers["set-cookie"]
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar.config import Rule
-from sidecar.policy import Facts, Outcome, decide, level_for, normalize_path
+from sidecar.policy import (DENY_RULE, Facts, Level, Outcome, Variant, decide, level_for,
+                            normalize_path, path_variants, rule_for, rule_matches, strictness,
+                            strip_parameters)
 
 A = Outcome.ALLOW
 C = Outcome.CHALLENGE
@@ -96,7 +100,10 @@ RULES = (
         ("app.test", "/login-other", "GET", None, "optional"),
         ("app.test", "/loginx/../login", "GET", None, "bypass"),
         ("app.test", "/internal/x", "GET", "alice", "deny"),
-        ("app.test", "/INTERNAL", "GET", "alice", "optional"),  # paths are case-sensitive
+        ("app.test", "/INTERNAL", "GET", "alice", "deny"),  # some backends ignore case
+        ("app.test", "/Static/app.css", "GET", None, "optional"),  # ... never to bypass
+        ("x.admin.test.", "/", "GET", "alice", "required"),
+        ("X.Admin.Test.:8443", "/", "GET", "alice", "required"),
         ("x.admin.test", "/", "GET", "alice", "required"),
         ("X.ADMIN.TEST", "/", "GET", "alice", "required"),
         ("x.admin.test:8443", "/", "GET", "alice", "required"),
@@ -144,3 +151,184 @@ def test_group_rules() -> None:
     assert level_for(rules, "optional", "h", "/", "GET", "carol", groups=("admins", "x")) == "required"
     assert level_for(rules, "optional", "h", "/", "GET", "alice", groups=("staff",)) == "optional"
     assert level_for(rules, "optional", "h", "/", "GET", None) == "optional"
+
+
+#: The rules of the attacker's report: what Tomcat, Spring or Express route differently.
+ROUTING = (
+    Rule("bypass", paths=("/login", "/static/")),
+    Rule("required", paths=("/reports",)),
+    Rule("deny", paths=("/internal", "/admin")),
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/login", "bypass"),
+        ("/static/app.css", "bypass"),
+        ("/reports", "required"),
+        ("/internal", "deny"),
+        ("/public", "optional"),
+        # ;parameters are stripped per segment before dot segments are resolved (Tomcat, Jetty)
+        ("/login/..;/admin", "deny"),
+        ("/static/..;/admin", "deny"),
+        ("/static/..;x=1/admin", "deny"),
+        ("/login;x/../admin", "deny"),
+        ("/login/%2e%2e;/admin", "deny"),
+        ("/login/..%3b/admin", "deny"),  # %3B counts as ;
+        ("/login/..%253b/admin", "deny"),
+        ("/internal;jsessionid=x", "deny"),
+        ("/internal;jsessionid=x/data", "deny"),
+        ("/reports;.css", "required"),
+        ("/reports;/x", "required"),
+        ("/;x/internal", "deny"),
+        # letter case (Express, ASP.NET)
+        ("/REPORTS", "required"),
+        ("/Reports/2024", "required"),
+        ("/Internal", "deny"),
+        ("/ADMIN;x", "deny"),
+        ("/Login/..;/Admin", "deny"),
+        ("/static/%2E%2E;/ADMIN", "deny"),
+        # a variant never borrows a weaker level than the plain path's
+        ("/Login", "optional"),
+        ("/STATIC/app.css", "optional"),
+        ("/static;x/app.css", "optional"),
+        ("/login;x", "optional"),
+        # the sidecar's own prefix: bypass only for the variants inside it
+        ("/_2fa/challenge", "bypass"),
+        ("/_2fa/..;/admin", "deny"),
+        ("/_2fa/..;/reports", "required"),
+        ("/_2fa/..;/public", "optional"),
+        ("/_2FA/challenge", "optional"),
+        ("/_2fa;x/challenge", "optional"),
+        ("/_2fa/x;y", "bypass"),
+        ("/%00;x", "deny"),
+    ],
+)
+def test_strictest_variant_wins(path: str, expected: str) -> None:
+    assert level_for(ROUTING, "optional", "app.test", path, "GET", "alice", own_prefix="/_2fa") == expected
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/Two-Factor/challenge", "bypass"),  # every variant is inside, the folded one too
+    ("/two-factor/challenge", "required"),
+    ("/Two-Factor/..;/x", "required"),
+])
+def test_a_prefix_in_capitals(path: str, expected: str) -> None:
+    assert level_for((), "required", "h", path, "GET", "alice", own_prefix="/Two-Factor") == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/a", [Variant("/a"), Variant("/a", True)]),
+        ("/A;x", [Variant("/A;x"), Variant("/a;x", True), Variant("/A"), Variant("/a", True)]),
+        ("/login/..;/admin", [Variant("/login/..;/admin"), Variant("/login/..;/admin", True),
+                              Variant("/admin"), Variant("/admin", True)]),
+        ("/%3b", [Variant("/;"), Variant("/;", True), Variant("/"), Variant("/", True)]),
+        ("/%ff", None),
+        ("x", None),
+    ],
+)
+def test_path_variants(raw: str, expected: list[Variant] | None) -> None:
+    found = path_variants(raw)
+    assert (None if found is None else list(found)) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/a;x/b", "/a/b"), ("/..;/a", "/../a"), ("/a;b;c", "/a"), ("/;x", "/"), ("/a/b", "/a/b")],
+)
+def test_strip_parameters(path: str, expected: str) -> None:
+    assert strip_parameters(path) == expected
+
+
+def test_levels_are_ranked() -> None:
+    assert Level.DENY > Level.REQUIRED > Level.OPTIONAL > Level.BYPASS
+    ordered = [Rule("bypass"), Rule("optional"), Rule("optional", step_up=600),
+               Rule("optional", step_up=60), Rule("required"), Rule("required", step_up=60),
+               Rule("deny")]
+    assert sorted(reversed(ordered), key=strictness) == ordered
+
+
+@pytest.mark.parametrize(
+    ("path", "step_up"),
+    [
+        ("/a", 60),  # /A (case-folded) asks for a fresher code than /a
+        ("/b", 600),  # the plain rule, the only one
+        ("/b;x", 600),
+        ("/c;x", 30),  # the stripped variant's window is the smaller one
+    ],
+)
+def test_step_up_window_breaks_ties(path: str, step_up: int) -> None:
+    rules = (Rule("optional", paths=("/A",), step_up=60), Rule("optional", paths=("/a", "/b"), step_up=600),
+             Rule("optional", paths=("/c;x",), step_up=300), Rule("optional", paths=("/c",), step_up=30))
+    assert rule_for(rules, "optional", "h", path, "GET", "alice").step_up == step_up
+
+
+def test_a_tie_keeps_the_plain_paths_rule() -> None:
+    rules = (Rule("required", paths=("/x;y",)), Rule("required", paths=("/x",)))
+    assert rule_for(rules, "optional", "h", "/x;y", "GET", None) is rules[0]
+
+
+def test_unnormalizable_path_is_denied() -> None:
+    assert rule_for(ROUTING, "optional", "h", "/%ff;x", "GET", None) is DENY_RULE
+
+
+@pytest.mark.parametrize(
+    ("rule", "path", "folded", "matches"),
+    [
+        (Rule("deny", paths=("/Admin",)), "/admin", True, True),
+        (Rule("deny", paths=("/Admin",)), "/admin", False, False),
+        (Rule("deny", path_regex=re.compile(r"^/Admin$")), "/admin", True, True),
+        (Rule("deny", path_regex=re.compile(r"^/Admin$")), "/admin", False, False),
+        (Rule("deny", path_regex=re.compile(r"^/admin$")), "/admin", True, True),
+    ],
+)
+def test_folded_variants_match_case_insensitively(rule: Rule, path: str, folded: bool,
+                                                  matches: bool) -> None:
+    assert rule_matches(rule, "h", path, "GET", None, folded=folded) is matches
+
+
+@pytest.mark.parametrize(
+    ("host", "matches"),
+    [("app.test", True), ("APP.test.", True), ("app.test:8443", True), ("app.test.:8443", True),
+     ("app.testx", False), ("[::1]:8443", False)],
+)
+def test_rule_hosts_ignore_port_and_trailing_dot(host: str, matches: bool) -> None:
+    assert rule_matches(Rule("deny", hosts=("app.test",)), host, "/", "GET", None) is matches
+
+
+def test_ipv6_rule_host() -> None:
+    rule = Rule("deny", hosts=("[::1]",))
+    assert rule_matches(rule, "[::1]:8443", "/", "GET", None)
+    assert rule_matches(rule, "[::1]", "/", "GET", None)
+
+
+SEGMENT = st.one_of(st.sampled_from(["login", "static", "reports", "internal", "admin", "_2fa",
+                                     "..", ".", "", "x", "app.css"]),
+                    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=8))
+PLAIN_PATH = st.lists(SEGMENT, min_size=1, max_size=6).map(lambda parts: "/" + "/".join(parts))
+PARAMETER = st.text(alphabet="abcxyz=.;%/3bB", max_size=6).map(lambda p: ";" + p.replace("/", ""))
+
+
+def _rank(path: str) -> int:
+    return Level[level_for(ROUTING, "optional", "app.test", path, "GET", "alice", own_prefix="/_2fa")
+                 .upper()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN_PATH, st.data())
+def test_parameters_never_weaken_the_level(path: str, data: st.DataObject) -> None:
+    segments = path.split("/")
+    index = data.draw(st.integers(1, len(segments) - 1))
+    segments[index] += data.draw(PARAMETER)
+    assert _rank("/".join(segments)) >= _rank(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN_PATH, st.data())
+def test_letter_case_never_weakens_the_level(path: str, data: st.DataObject) -> None:
+    flips = data.draw(st.lists(st.booleans(), min_size=len(path), max_size=len(path)))
+    changed = "".join(c.upper() if flip else c for c, flip in zip(path, flips, strict=True))
+    assert _rank(changed) >= _rank(path)

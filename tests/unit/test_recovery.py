@@ -12,13 +12,20 @@ def test_twenty_distinct_codes() -> None:
 
 
 @pytest.mark.parametrize("typed", ["abcde-fghjk", "ABCDE-FGHJK", "abcdefghjk", "ABCDEFGHJK",
-                                   " abcde fghjk ", "aBcDe-FgHjK"])
+                                   " abcde fghjk ", "aBcDe-FgHjK", "abc-de-fg-hjk", "abcde - fghjk",
+                                   "abcde-fghjk" + " " * 21])  # 32 characters
 def test_normalize_accepts_any_case_and_dash(typed: str) -> None:
     assert recovery.normalize(typed) == "abcdefghjk"
 
 
-@pytest.mark.parametrize("typed", ["", "abcde", "abcde-fghjkk", "abcde-fghj1", "abcde_fghjk",
-                                   "x" * 200, "abcde\x00fghjk"])
+@pytest.mark.parametrize("typed", [
+    "", "abcde", "abcde-fghjkk", "abcde-fghj1", "abcde_fghjk", "x" * 200, "abcde\x00fghjk",
+    "abcde-fghjk" + " " * 22,  # 33 characters
+    "abcde-fghjk\n", "\tabcde-fghjk", "abcde-fghjk\r\n", "abcde\u00a0fghjk", "abcde\u2010fghjk",
+    "abcde\u2013fghjk", "ａｂｃｄｅ-ｆｇｈｊｋ", "abcde-fghj\u212a",  # fullwidth; Kelvin sign (lower() is k)
+    "abcde-fghiJ", "ABCDE-FGHJL", "abcde-fghjo", "abcde+fghjk", "abcde.fghjk", "abcde/fghjk",
+    "-" * 20, " " * 20,
+])
 def test_normalize_refuses_junk(typed: str) -> None:
     assert recovery.normalize(typed) is None
 

@@ -63,12 +63,61 @@ def test_used_step_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("typed", "expected"),
-    [("123456", "123456"), ("123 456", "123456"), (" 123-456 ", "123456"), ("12345", None),
-     ("1234567", None), ("12345a", None), ("١٢٣٤٥٦", None), ("", None), ("1" * 100, None),
-     ("123\x00456", None)],
+    [
+        ("123456", "123456"),
+        ("123 456", "123456"),
+        (" 123 456 ", "123456"),
+        ("1 2 3 4 5 6", "123456"),
+        ("000000", "000000"),
+        ("123456" + " " * 26, "123456"),  # 32 characters
+        ("12345", None),
+        ("1234567", None),
+        ("12345a", None),
+        ("", None),
+        (" ", None),
+        ("1" * 100, None),
+        ("123\x00456", None),
+        ("123456" + " " * 27, None),  # 33 characters
+        # only ASCII digits and U+0020
+        ("123456\n", None),
+        ("\t123456", None),
+        ("123456\r\n", None),
+        ("123\u00a0456", None),  # no-break space
+        ("123\u2009456", None),  # thin space
+        ("123\u3000456", None),  # ideographic space
+        ("123-456", None),
+        (" 123-456 ", None),
+        ("１２３４５６", None),  # fullwidth digits
+        ("١٢٣٤٥٦", None),  # Arabic-Indic digits
+        ("۱۲۳۴۵۶", None),  # extended Arabic-Indic digits
+        ("१२३४५६", None),  # Devanagari digits
+        ("¹²³⁴⁵⁶", None),  # superscripts
+        ("+123456", None),
+        ("-123456", None),
+        ("0x1234", None),
+        ("12_3456", None),
+        ("123.456", None),
+        ("123456\x0b", None),
+        ("\ufeff123456", None),
+    ],
 )
 def test_parse_code(typed: str, expected: str | None) -> None:
     assert totp.parse_code(typed, 6) == expected
+
+
+@pytest.mark.parametrize(("typed", "expected"), [("1234 5678", "12345678"), ("123456", None),
+                                                  ("12345678\n", None)])
+def test_parse_code_eight_digits(typed: str, expected: str | None) -> None:
+    assert totp.parse_code(typed, 8) == expected
+
+
+def test_match_step_refuses_a_right_code_with_junk() -> None:
+    secret = totp.new_secret()
+    now = 1_800_000_015
+    code = totp.code_at(secret, now)
+    assert totp.match_step(secret, f"{code[:3]} {code[3:]}", now) == now // 30
+    for junk in (code + "\n", "\t" + code, f"{code[:3]}\u00a0{code[3:]}", f"{code[:3]}-{code[3:]}"):
+        assert totp.match_step(secret, junk, now) is None
 
 
 def test_manual_key_is_grouped_and_case_insensitive() -> None:
