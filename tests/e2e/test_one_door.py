@@ -379,3 +379,21 @@ def test_cross_site_disable_is_refused(own_stack: Stack) -> None:
         login(fresh, "carol")
         r = fresh.get("/")
         assert r.status_code == 302 and urlsplit(r.headers["location"]).path == "/_2fa/challenge"
+
+
+# -- 6. paths a backend routes elsewhere take the strictest rule ----------------------------
+@pytest.mark.parametrize("path", ["/denied;jsessionid=x", "/DENIED", "/Denied/",
+                                  "/healthz/..;/denied", "/login/..;/denied", "/denied%3bx"])
+def test_path_variants_of_a_deny_rule_are_denied_through_nginx(stack: Stack, bob: Enrolled,
+                                                               path: str) -> None:
+    """``deny /denied``: Tomcat/Spring strip ``;params`` (``/login/..;/denied`` is ``/denied``
+    there), Express/ASP.NET route case-insensitively; before, these missed the rule (200)."""
+    answer = get(stack, path, cookie(f"demo_session={bob.session}", f"{PASS_COOKIE}={bob.pass_cookie}"))
+    assert answer.status == 403, (path, answer.status)
+
+
+@pytest.mark.parametrize("path", ["/reports;.css", "/REPORTS", "/login/..;/reports"])
+def test_path_variants_of_a_required_rule_need_set_up_through_nginx(stack: Stack, path: str) -> None:
+    """``required /reports``: carol has no 2FA, so every variant sends her to set-up."""
+    answer = get(stack, path, cookie(f"demo_session={session_of(stack, 'carol')}"))
+    assert answer.status == 302 and "/_2fa/enroll" in (answer.header("location") or ""), path

@@ -350,3 +350,77 @@ async def test_rd_to_allowed_host_on_another_port_or_scheme_falls_back(tmp_path:
         assert await followed("https://x.corp.test/next") == "https://x.corp.test/next"
         for rd in ("https://x.corp.test:8443/", "http://x.corp.test/"):
             assert await followed(rd) == "/", rd
+
+
+# -- 2. Authorization beside a session, in header mode ---------------------------------------
+async def test_bearer_header_beside_a_header_mode_session_still_needs_the_2fa_cookie(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """With the header resolver, alice's session (named by Remote-User from the trusted
+    authenticator) plus any ``Authorization: Bearer`` passed as an API call (200)."""
+    from sidecar import totp
+
+    config = make_config(tmp_path, primary=HEADER_PRIMARY)
+    app = create_app(config, clock=clock)
+    await app.sidecar.storage.open()
+    try:
+        service = app.sidecar.service
+        secret = await service.pending_secret("alice", session="x")
+        result, _, _ = await service.complete_enrollment(
+            "alice", totp.code_at(secret, clock()), "127.0.0.1", session="x")
+        assert result.check.value == "ok"
+        headers = {"x-original-url": "http://app.test/reports", "accept": HTML,
+                   "remote-user": "alice", "cookie": "upstream_session=s1"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cast(Any, app)),
+                                     base_url="http://app.test") as client:
+            assert_challenges(await client.get("/auth/nginx", headers=headers))
+            bogus = await client.get("/auth/nginx", headers=headers | {"authorization": "Bearer x"})
+            assert_challenges(bogus)
+    finally:
+        await app.sidecar.notifier.aclose()
+        await app.sidecar.storage.close()
+
+
+# -- 4. a pending secret belongs to the app session that opened set-up -----------------------
+async def test_another_session_of_the_user_never_sees_the_pending_secret(env: Env) -> None:
+    """An attacker who logs in as carol (password only) and opens set-up must not see the
+    secret carol will scan in her own session, nor confirm hers with it."""
+    import re
+
+    import pyotp
+
+    victim, attacker = env.browser(), env.browser()
+    await victim.login("carol")
+    await attacker.login("carol")
+    _, victim_page = await victim.form_token("/_2fa/enroll")
+    csrf, attacker_page = await attacker.form_token("/_2fa/enroll")
+    key = re.compile(r'id="secret-key">([A-Z2-7 ]+)<')
+    victim_key, attacker_key = (key.search(p) for p in (victim_page, attacker_page))
+    assert victim_key and attacker_key
+    assert victim_key.group(1) != attacker_key.group(1)
+    code = pyotp.TOTP(victim_key.group(1).replace(" ", "")).at(int(env.clock()))
+    stolen = await attacker.post("/_2fa/enroll", {"csrf": csrf, "code": code})
+    assert stolen.status_code == 400  # the victim's secret does not confirm another session
+    assert not (await env.sidecar.sidecar.storage.get_user("carol")).enrolled
+
+
+# -- 11. groups come from the app's current answer, not from the 2FA cookie ------------------
+async def test_a_group_deny_rule_holds_once_the_app_moves_the_user(tmp_path: Path,
+                                                                   clock: FakeClock) -> None:
+    from sidecar.demo import app as demo_app
+
+    config = make_config(tmp_path, primary=introspect(),
+                         rules=[{"path": "/reports", "groups": ["suspended"], "level": "deny"}])
+    async with running(config, clock) as env:
+        browser = env.browser()
+        await browser.login("bob")
+        await browser.enroll()
+        allowed = await browser.auth("/reports")
+        assert allowed.status_code == 200 and allowed.headers["remote-groups"] == "staff"
+        before = list(demo_app.DEMO_GROUPS["bob"])
+        demo_app.DEMO_GROUPS["bob"] = ["suspended"]
+        try:
+            denied = await browser.auth("/reports")
+            assert denied.status_code == 403
+            assert (await browser.auth("/")).headers["remote-groups"] == "suspended"
+        finally:
+            demo_app.DEMO_GROUPS["bob"] = before
