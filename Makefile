@@ -4,7 +4,7 @@ VENV ?= .venv
 PORT ?= 8080
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test nginx-demo clean
+.PHONY: demo test check nginx-demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
@@ -18,6 +18,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/system-deps.sh
 	$(VENV)/bin/python -m pytest -q
+
+# Lint and types: ruff (with import order) on everything, mypy --strict on sidecar/ and tests/.
+check: $(STAMP)
+	$(VENV)/bin/ruff check sidecar tests bench
+	$(VENV)/bin/mypy sidecar tests
 
 nginx-demo: $(STAMP)
 	bash deploy/nginx/run-demo.sh

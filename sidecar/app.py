@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 from starlette.applications import Starlette
@@ -29,8 +29,9 @@ from sidecar.reset import ResetGate
 
 log = logging.getLogger("sidecar")
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 SECURITY_HEADERS = {
     "x-frame-options": "DENY",
@@ -59,7 +60,7 @@ class SecurityHeaders:
         self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
         self.headers.append((b"content-security-policy", csp.encode()))
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -105,7 +106,7 @@ class SidecarApp:
             content_security_policy(config.allowed_redirect_hosts, config.branding.logo_url))
         self.pages = pages
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path == "/auth/nginx":

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from sidecar import logs, policy
@@ -28,7 +28,7 @@ from sidecar.service import Check
 
 log = logging.getLogger("sidecar.authz")
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 NO_STORE = [(b"cache-control", b"no-store, private"), (b"vary", b"Cookie, Authorization")]
 ANSWER_CACHE_SECONDS = 1.0
 ANSWER_CACHE_LIMIT = 4096  # a second of repeated calls; each key holds all the headers
@@ -98,7 +98,7 @@ class ForwardAuth:
         self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
         self._answers: dict[tuple[Any, ...], Cached] = {}
 
-    async def __call__(self, scope: dict[str, Any], send: Send, flavour: str) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], send: Send, flavour: str) -> None:
         started = time.perf_counter()
         client = scope.get("client")
         key = (flavour, client[0] if client else None, tuple(scope["headers"]))
@@ -119,7 +119,7 @@ class ForwardAuth:
         self.sc.metrics.decided(outcome, started)
         await answer.send(send)
 
-    async def _answer_for(self, scope: dict[str, Any], flavour: str
+    async def _answer_for(self, scope: MutableMapping[str, Any], flavour: str
                           ) -> tuple[str, Answer, Cached | None]:
         """(outcome, answer, what to cache when the answer may be reused)."""
         sc = self.sc

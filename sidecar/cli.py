@@ -12,9 +12,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from sidecar.app_env import CONFIG_ENV
 from sidecar.config import Config, SQLiteConfig, config_warnings, load_config
@@ -102,10 +102,9 @@ def _describe(user: UserState, when: Callable[[int | None], str]) -> str:
 
 
 async def _users(config: Config, action: str, user_id: str | None) -> int:
+    from sidecar.notify import Notifier
     from sidecar.pages import when
     from sidecar.service import TwoFactor
-
-    from sidecar.notify import Notifier
 
     storage = make_storage(config)
     await storage.open()

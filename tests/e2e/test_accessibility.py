@@ -19,9 +19,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyotp
 import pytest
 
-from tests.e2e.browser import (axe, axe_source, blocking, chromium_fixture,  # noqa: F401
-                               describe, new_context, save_report, screenshots, sign_in, sign_out,
-                               spaced)
+from tests.e2e.browser import (  # noqa: F401
+    axe,
+    axe_source,
+    blocking,
+    chromium_fixture,
+    describe,
+    new_context,
+    save_report,
+    screenshots,
+    sign_in,
+    sign_out,
+    spaced,
+)
 from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.steps import fresh_wrong_code
 

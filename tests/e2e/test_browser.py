@@ -21,8 +21,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pyotp
 import pytest
 
-from tests.e2e.browser import (ROOT, chromium_fixture, decode_qr, new_context,  # noqa: F401
-                               screenshot, sign_in, sign_out, spaced, urlpath)
+from tests.e2e.browser import (  # noqa: F401
+    ROOT,
+    chromium_fixture,
+    decode_qr,
+    new_context,
+    screenshot,
+    sign_in,
+    sign_out,
+    spaced,
+    urlpath,
+)
 from tests.e2e.conftest import Stack
 from tests.e2e.steps import RECOVERY_FORMAT
 

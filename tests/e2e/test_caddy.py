@@ -25,10 +25,20 @@ import pytest
 
 from tests.e2e.caddy_stack import find_caddy, running_caddy, running_caddy_stack
 from tests.e2e.conftest import Stack, wait_ready
-from tests.e2e.steps import password_client_needs_x_otp
-from tests.e2e.steps import (API, BROWSER, assert_allowed, assert_challenged, challenge_form,
-                             enroll, fresh_wrong_code, login, logout, pass_cookie_set,
-                             remote_users)
+from tests.e2e.steps import (
+    API,
+    BROWSER,
+    assert_allowed,
+    assert_challenged,
+    challenge_form,
+    enroll,
+    fresh_wrong_code,
+    login,
+    logout,
+    pass_cookie_set,
+    password_client_needs_x_otp,
+    remote_users,
+)
 
 IDENTITY = ("remote-user", "remote_user", "remote-email", "remote-name", "remote-groups")
 

@@ -14,8 +14,7 @@ import pyotp
 import pytest
 
 from tests.e2e.conftest import ROOT, free_port
-from tests.e2e.steps import (BROWSER, assert_allowed, assert_challenged, challenge_form, enroll,
-                             login, logout)
+from tests.e2e.steps import BROWSER, assert_allowed, assert_challenged, challenge_form, enroll, login, logout
 
 
 @dataclass
@@ -61,7 +60,7 @@ def test_demo_whole_flow(demo: Demo) -> None:
         assert_allowed(browser, "bob")
         logout(browser)
         login(browser, "bob")
-        url = assert_challenged(demo, browser)  # type: ignore[arg-type]
+        url = assert_challenged(demo, browser)
         csrf, rd = challenge_form(browser, url)
         code = pyotp.TOTP(key).at(time.time() + 30)
         passed = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "code": code})

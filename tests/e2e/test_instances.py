@@ -119,7 +119,7 @@ def running_pair(kind: str, tmp: Path) -> Iterator[tuple[Pair, str]]:
 def storages(kind: str, tmp: Path) -> Iterator[tuple[dict[str, object], dict[str, object], str]]:
     """Storage sections for A and B, and the DSN that B reads from its environment."""
     if kind == "sqlite":
-        shared = {"sqlite": {"path": str(tmp / "shared.db")}}
+        shared: dict[str, object] = {"sqlite": {"path": str(tmp / "shared.db")}}
         yield shared, shared, ""
         return
     with fresh_database_sync() as dsn:

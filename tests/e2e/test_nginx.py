@@ -14,10 +14,23 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.steps import password_client_needs_x_otp
-from tests.e2e.steps import (API, BROWSER, PASS_COOKIE, Stack, assert_allowed, assert_challenged,  # noqa: F401
-                             challenge_form, enroll, fresh_wrong_code, hidden, login, logout,
-                             pass_cookie_set, remote_users)
+from tests.e2e.steps import (  # noqa: F401
+    API,
+    BROWSER,
+    PASS_COOKIE,
+    Stack,
+    assert_allowed,
+    assert_challenged,
+    challenge_form,
+    enroll,
+    fresh_wrong_code,
+    hidden,
+    login,
+    logout,
+    pass_cookie_set,
+    password_client_needs_x_otp,
+    remote_users,
+)
 
 
 @pytest.fixture()

@@ -31,8 +31,7 @@ import yaml
 
 from tests.e2e import conftest as e2e_conftest
 from tests.e2e.conftest import Stack, running_stack
-from tests.e2e.steps import (API, BROWSER, PASS_COOKIE, enroll, fresh_wrong_code, hidden, login,
-                             remote_users)
+from tests.e2e.steps import API, BROWSER, PASS_COOKIE, enroll, fresh_wrong_code, hidden, login, remote_users
 
 HTML = BROWSER["Accept"]
 JSON = API["Accept"]

@@ -27,12 +27,29 @@ import pyotp
 import pytest
 
 from tests.e2e.conftest import START_TIMEOUT, Stack, free_port, sidecar_config, start, stop, wait_ready
-from tests.e2e.steps import password_client_needs_x_otp
-from tests.e2e.steps import (API, BROWSER, assert_allowed, assert_challenged, challenge_form, enroll,
-                             fresh_wrong_code, login, logout, pass_cookie_set, remote_users)
-from tests.e2e.traefik_emulator import (EntryPoint, ForwardAuth, app_set_cookies,
-                                        auth_request_headers, entrypoint_headers, headers_for_app,
-                                        load_config)
+from tests.e2e.steps import (
+    API,
+    BROWSER,
+    assert_allowed,
+    assert_challenged,
+    challenge_form,
+    enroll,
+    fresh_wrong_code,
+    login,
+    logout,
+    pass_cookie_set,
+    password_client_needs_x_otp,
+    remote_users,
+)
+from tests.e2e.traefik_emulator import (
+    EntryPoint,
+    ForwardAuth,
+    app_set_cookies,
+    auth_request_headers,
+    entrypoint_headers,
+    headers_for_app,
+    load_config,
+)
 
 UNTRUSTED_SOURCE = "127.0.0.2"  # a loopback address outside the sidecar's default trusted_proxies
 

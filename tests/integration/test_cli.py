@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from sidecar.config import load_config
 from sidecar import totp
+from sidecar.config import load_config
 from sidecar.service import Check, TwoFactor
 from sidecar.storage import make_storage
 from tests.conftest import config_dict

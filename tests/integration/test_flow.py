@@ -214,8 +214,8 @@ async def test_disable_needs_a_code_and_ends_every_cookie(env: Env) -> None:
     done = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[5]})
     assert done.status_code == 303 and done.headers["location"].endswith("notice=disabled")
     assert not (await env.sidecar.sidecar.storage.get_user("alice")).enrolled
-    page = await browser.get("/_2fa/settings?notice=disabled")
-    assert "Turn on two-factor authentication" in page.text
+    settings = await browser.get("/_2fa/settings?notice=disabled")
+    assert "Turn on two-factor authentication" in settings.text
     # re-enrolling makes the old cookie worthless (a new generation)
     await browser.enroll()
     other = env.browser()

@@ -15,8 +15,7 @@ import yaml
 
 from sidecar import storage as storage_module
 from sidecar.logs import JsonFormatter
-from tests.conftest import (ENCRYPTION_KEY, Env, FakeClock, config_dict, make_config, sqlite_path,
-                            start_env)
+from tests.conftest import ENCRYPTION_KEY, Env, FakeClock, config_dict, make_config, sqlite_path, start_env
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from sidecar.config import (ENV_ENCRYPTION_KEYS, ENV_HASH_KEY, ENV_SIGNING_KEYS, LOOPBACK_PROXIES,
-                            ServerConfig, config_warnings, load_config, parse_config)
+from sidecar.config import (
+    ENV_ENCRYPTION_KEYS,
+    ENV_HASH_KEY,
+    ENV_SIGNING_KEYS,
+    LOOPBACK_PROXIES,
+    ServerConfig,
+    config_warnings,
+    load_config,
+    parse_config,
+)
 from sidecar.errors import ConfigError
 
 KEY = "s" * 40

@@ -55,7 +55,8 @@ def test_postgres_dsn_from_file_and_environment(tmp_path: Path) -> None:
     config = parse_config(with_storage(tmp_path, {"postgres": {"dsn_file": "dsn"}}), {},
                           base_dir=tmp_path)
     assert config.storage == PostgresConfig(DSN)
-    for storage in ({"postgres": None}, {"postgres": {}}, None):  # the env variable alone suffices
+    storages: tuple[dict[str, object] | None, ...] = ({"postgres": None}, {"postgres": {}}, None)
+    for storage in storages:  # the env variable alone suffices
         data = with_storage(tmp_path, storage)
         assert parse_config(data, {ENV_POSTGRES_DSN: DSN}).storage == PostgresConfig(DSN)
 

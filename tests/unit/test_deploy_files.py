@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.config import (ENV_ENCRYPTION_KEYS, ENV_HASH_KEY, ENV_SIGNING_KEYS, CookieConfig,
-                            parse_config)
+from sidecar.config import ENV_ENCRYPTION_KEYS, ENV_HASH_KEY, ENV_SIGNING_KEYS, CookieConfig, parse_config
 from sidecar.errors import ConfigError
 from tests.conftest import sqlite_path
 from tests.e2e.traefik_emulator import load_config, route

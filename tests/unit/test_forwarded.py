@@ -7,8 +7,16 @@ import ipaddress
 import pytest
 
 from sidecar.errors import BadForwardedRequest
-from sidecar.forwarded import (TrustedProxies, original_for_forward, original_for_nginx,
-                               page_origin, parse_host, redirect_entry, safe_redirect, wants_html)
+from sidecar.forwarded import (
+    TrustedProxies,
+    original_for_forward,
+    original_for_nginx,
+    page_origin,
+    parse_host,
+    redirect_entry,
+    safe_redirect,
+    wants_html,
+)
 
 
 def test_nginx_original_url() -> None:

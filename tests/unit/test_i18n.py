@@ -15,15 +15,25 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar import i18n
-from sidecar.i18n import (EXTRACT_OPTIONS, LANGUAGES, LOCALE_DIR, LanguageMiddleware, gettext,
-                          lazy_gettext, negotiate, ngettext, parse_accept_language, translator,
-                          use_language)
+from sidecar.i18n import (
+    EXTRACT_OPTIONS,
+    LANGUAGES,
+    LOCALE_DIR,
+    LanguageMiddleware,
+    gettext,
+    lazy_gettext,
+    negotiate,
+    ngettext,
+    parse_accept_language,
+    translator,
+    use_language,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 POT = LOCALE_DIR / "messages.pot"
@@ -229,9 +239,9 @@ def test_placeholders_and_tags_survive_translation(language: str) -> None:
             continue
         ids = message.id if isinstance(message.id, tuple) else (message.id,)
         forms = message.string if isinstance(message.string, tuple | list) else (message.string,)
-        wanted = set().union(*(PLACEHOLDER.findall(i) for i in ids))
-        tags = Counter(TAG.findall(ids[0]))
-        for form in filter(None, forms):
+        wanted = set().union(*(PLACEHOLDER.findall(str(i)) for i in ids))
+        tags = Counter(TAG.findall(str(ids[0])))
+        for form in map(str, filter(None, forms)):
             if set(PLACEHOLDER.findall(form)) != wanted:
                 problems.append(f"placeholders {sorted(PLACEHOLDER.findall(form))} != "
                                 f"{sorted(wanted)}: {form!r}")

@@ -9,9 +9,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.config import Rule
-from sidecar.policy import (DENY_RULE, Facts, Level, Outcome, Variant, decide, level_for,
-                            normalize_path, path_variants, rule_for, rule_matches, strictness,
-                            strip_parameters)
+from sidecar.policy import (
+    DENY_RULE,
+    Facts,
+    Level,
+    Outcome,
+    Variant,
+    decide,
+    level_for,
+    normalize_path,
+    path_variants,
+    rule_for,
+    rule_matches,
+    strictness,
+    strip_parameters,
+)
 
 A = Outcome.ALLOW
 C = Outcome.CHALLENGE

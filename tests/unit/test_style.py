@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.branding import (DARK_BACKGROUNDS, LIGHT_BACKGROUNDS, MIN_TEXT_CONTRAST,
-                              MIN_UI_CONTRAST, accent_problem, brand_css, contrast,
-                              for_dark_scheme, text_on)
+from sidecar.branding import (
+    DARK_BACKGROUNDS,
+    LIGHT_BACKGROUNDS,
+    MIN_TEXT_CONTRAST,
+    MIN_UI_CONTRAST,
+    accent_problem,
+    brand_css,
+    contrast,
+    for_dark_scheme,
+    text_on,
+)
 
 CSS = Path(__file__).resolve().parents[2] / "templates" / "static" / "style.css"
 #: (foreground, background, minimum): text 4.5:1; borders of inputs/buttons and focus 3:1.
