@@ -21,7 +21,7 @@ test: $(STAMP)
 
 # Lint and types: ruff (with import order) on everything, mypy --strict on sidecar/ and tests/.
 check: $(STAMP)
-	$(VENV)/bin/ruff check sidecar tests
+	$(VENV)/bin/ruff check sidecar tests bench
 	$(VENV)/bin/mypy sidecar tests
 
 nginx-demo: $(STAMP)

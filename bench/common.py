@@ -312,12 +312,16 @@ def new_secrets() -> dict[str, Any]:
 
 
 def write_config(path: Path, db: Path, port: int, keys: dict[str, Any],
-                 resolver: str = "introspect", introspect_url: str = "http://127.0.0.1:9/never-called",
+                 resolver: str = "introspect", introspect_url: str | None = None,
                  **extra: Any) -> Path:
-    """A sidecar config: SQLite at ``db``; the app's who-am-I URL answers nothing (the hot path
-    with a valid 2FA cookie must never call it: if it does, the answer is a 503 and wrk fails)."""
+    """A sidecar config: SQLite at ``db``. With the ``introspect`` resolver (the default) the
+    app's who-am-I URL is ``introspect_url``, normally ``whoami_url(port)`` of the stub that
+    ``start_whoami`` runs: the sidecar asks it on every request whose credential is not in its
+    who-am-I cache (``primary.introspect.cache_seconds``, 5 s by default)."""
     primary: dict[str, Any] = {"resolver": resolver, "session_cookies": [SESSION_COOKIE]}
     if resolver == "introspect":
+        if not introspect_url:
+            raise ValueError("the introspect resolver needs introspect_url (see start_whoami)")
         primary["introspect"] = {"url": introspect_url}
     config = {"server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
               "secrets": keys, "storage": {"sqlite": {"path": str(db)}}, "primary": primary,
@@ -409,7 +413,6 @@ def sign_cookies(config_path: Path, users: Sequence[str]) -> list[str]:
     """A Cookie header per user: an app session cookie and a 2FA cookie bound to it, signed
     the way the challenge page signs it (generation 1, as seeded)."""
     from sidecar.context import Sidecar
-    from sidecar.primary import Identity, credential
 
     config = load(config_path)
     sidecar = Sidecar(config)  # storage is never opened: signing needs only the keys
@@ -417,13 +420,37 @@ def sign_cookies(config_path: Path, users: Sequence[str]) -> list[str]:
     out = []
     for user in users:
         session = f"{SESSION_COOKIE}=s-{user}"
-        cred = credential({"cookie": session}, (name,), (SESSION_COOKIE,))
-        out.append(f"{session}; {name}={sidecar.new_pass(Identity(user), cred, 1)}")
+        out.append(f"{session}; {name}={sidecar.pass_for(user, session, 1)}")
     return out
 
 
 AUTH_HEADERS = ("X-Original-URL: http://app.test/reports", "X-Original-Method: GET",
                 "Accept: text/html")
+
+
+# -- the app's who-am-I URL (bench/whoami.py) ----------------------------------------------
+WHOAMI_APP = "bench.whoami:app"
+WHOAMI_PATH = "/api/me"
+
+
+def whoami_url(port: int) -> str:
+    """The who-am-I URL of the stub on ``port``, for ``write_config(introspect_url=...)``."""
+    return f"http://127.0.0.1:{port}{WHOAMI_PATH}"
+
+
+def start_whoami(procs: Procs, port: int, cpu: int | None = SERVER_CPU) -> subprocess.Popen[bytes]:
+    """Run bench/whoami.py (uvicorn, the UVICORN settings, one process) on ``port``, pinned to
+    ``cpu`` like the servers under test (None: not pinned), and wait until it answers."""
+    proc = procs.start("whoami", pinned(cpu, [*UVICORN, WHOAMI_APP, "--port", str(port)]), port)
+    wait_http(whoami_url(port), headers={"Cookie": f"{SESSION_COOKIE}=s-probe"})
+    return proc
+
+
+def whoami_calls(port: int) -> int:
+    """How many who-am-I questions the stub on ``port`` has answered."""
+    import httpx
+
+    return int(httpx.get(f"http://127.0.0.1:{port}/_stub/calls", timeout=5).text)
 
 
 # -- how the sidecar is started -------------------------------------------------------------

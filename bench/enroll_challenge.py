@@ -38,9 +38,25 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (CLIENT_CPU, SERVER_CPU, SESSION_COOKIE, cpu_seconds, free_port,  # noqa: E402
-                          load, log, med, new_secrets, open_storage, pinned, processes, ratio, seed_users,
-                          sidecar_command, wait_http, write_config)
+from bench.common import (  # noqa: E402
+    CLIENT_CPU,
+    SERVER_CPU,
+    SESSION_COOKIE,
+    cpu_seconds,
+    free_port,
+    load,
+    log,
+    med,
+    new_secrets,
+    open_storage,
+    pinned,
+    processes,
+    ratio,
+    seed_users,
+    sidecar_command,
+    wait_http,
+    write_config,
+)
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 KEY = re.compile(r'id="secret-key">([A-Z2-7 ]+)<')

@@ -3,7 +3,10 @@
 The sidecar runs as `totp-sidecar serve` (one process) pinned to CPU 0; wrk -t1 on CPU 1
 sends requests through bench/mixed_cookies.lua: 3 of 4 carry a valid 2FA cookie of one of
 20,000 enrolled users (each with its own app session, used in turn), 1 of 4 is anonymous
-(no cookie). VmRSS and VmHWM come from /proc/<pid>/status. Usage:
+(no cookie). The app's who-am-I URL is bench/whoami.py (uvicorn, also pinned to CPU 0): a
+user comes back only every few seconds, so most valid requests miss the sidecar's 5-second
+who-am-I cache and ask it. VmRSS and VmHWM (of the sidecar only) come from
+/proc/<pid>/status. Usage:
 
     .venv/bin/python bench/memory.py [--requests 100000] [--users 20000]
 """
@@ -19,11 +22,30 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import (  # noqa: E402
+    BENCH,
+    SERVER_CPU,
+    children,
+    cpu_seconds,
+    free_port,
+    log,
+    metrics_count,
+    new_secrets,
+    pinned,
+    processes,
+    seed_users,
+    sidecar_command,
+    sign_cookies,
+    start_whoami,
+    status_kib,
+    user_id,
+    wait_http,
+    whoami_calls,
+    whoami_url,
+    write_config,
+    wrk_until,
+)
 from bench.forward_auth import check_sidecar  # noqa: E402
-from bench.common import (BENCH, SERVER_CPU, children, free_port, log,  # noqa: E402
-                          metrics_count, new_secrets, pinned, processes, seed_users,
-                          sidecar_command, sign_cookies, status_kib, user_id, wait_http,
-                          wrk_until, write_config)
 
 
 def rss(pid: int) -> dict[str, float]:
@@ -34,8 +56,9 @@ def rss(pid: int) -> dict[str, float]:
 
 def measure(tmp: Path, requests: int = 100_000, users: int = 20_000, anon_every: int = 4,
             connections: int = 32) -> dict[str, Any]:
-    port = free_port()
-    config = write_config(tmp / "mem.yaml", tmp / "mem.db", port, new_secrets())
+    port, who_port = free_port(), free_port()
+    config = write_config(tmp / "mem.yaml", tmp / "mem.db", port, new_secrets(),
+                          introspect_url=whoami_url(who_port))
     seed_users(config, users)
     began = time.perf_counter()
     cookie_file = tmp / "cookies.txt"
@@ -44,6 +67,7 @@ def measure(tmp: Path, requests: int = 100_000, users: int = 20_000, anon_every:
     log(f"  {users:,} users seeded, cookies signed in {time.perf_counter() - began:.1f} s")
     out: dict[str, Any] = {"requests_asked": requests, "users": users, "anon_every": anon_every}
     with processes(tmp) as procs:
+        who_pid = start_whoami(procs, who_port, SERVER_CPU).pid
         args, env, how = sidecar_command(config, port, 1, "cli")
         proc = procs.start("sidecar-mem", pinned(SERVER_CPU, args), port, env)
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -51,11 +75,16 @@ def measure(tmp: Path, requests: int = 100_000, users: int = 20_000, anon_every:
         check_sidecar(port, cookies[0], user_id(0))
         out["start"] = rss(proc.pid)
         served = metrics_count(port)
+        asked = whoami_calls(who_port)
+        cpu_before = {"sidecar": cpu_seconds(proc.pid), "whoami": cpu_seconds(who_pid)}
         result = wrk_until(f"http://127.0.0.1:{port}/auth/nginx",
                            lambda: metrics_count(port) - served >= requests,
                            connections=connections, script=BENCH / "mixed_cookies.lua",
                            timeout="10s", script_args=(str(cookie_file), str(requests), str(anon_every)))
         out["decisions"] = metrics_count(port) - served
+        out["whoami_calls"] = whoami_calls(who_port) - asked
+        out["cpu_us"] = {name: 1e6 * (cpu_seconds(pid) - cpu_before[name]) / max(out["decisions"], 1)
+                         for name, pid in (("sidecar", proc.pid), ("whoami", who_pid))}
         time.sleep(1)
         out["after"] = rss(proc.pid)
         out["wrk"] = result
@@ -71,7 +100,9 @@ def main() -> None:
         out = measure(Path(tmp), opts.requests, opts.users)
     print(f"{out['wrk'].requests:,} requests at {out['wrk'].rps:.0f} req/s; VmRSS at start "
           f"{out['start']['rss_mb']:.1f} MB, after {out['after']['rss_mb']:.1f} MB "
-          f"(peak {out['after']['hwm_mb']:.1f} MB)")
+          f"(peak {out['after']['hwm_mb']:.1f} MB); who-am-I calls: {out['whoami_calls']:,} for "
+          f"{out['decisions']:,} decisions; CPU per decision: sidecar {out['cpu_us']['sidecar']:.0f} µs, "
+          f"who-am-I stub {out['cpu_us']['whoami']:.0f} µs")
 
 
 if __name__ == "__main__":

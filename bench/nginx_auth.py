@@ -9,10 +9,12 @@ with its `listen` on a free port, snippets/ linked). Variants of the server bloc
 * ``cache`` — ``snippets/totp-sidecar-auth-cache.conf`` instead of ``totp-sidecar-auth.conf``,
   and ``totp-sidecar-auth-cache-zone.conf`` included in ``http {}``.
 
-Processes: the app (bench/upstream.py, uvicorn, 1 worker), the sidecar with 1 worker and with 2
-workers, one nginx per variant (worker_processes 1, as deploy/nginx/nginx.conf says); idle
-ones cost nothing. wrk -t1 sends a logged-in user's request with a valid 2FA cookie; nothing
-is pinned (2 cores shared by wrk, nginx, app and sidecar). Rounds are interleaved; the median
+Processes: the app (bench/upstream.py, uvicorn, 1 worker), the app's who-am-I URL
+(bench/whoami.py, uvicorn, 1 process: the sidecar asks it when its 5-second who-am-I cache
+misses), the sidecar with 1 worker and with 2 workers, one nginx per variant
+(worker_processes 1, as deploy/nginx/nginx.conf says); idle ones cost nothing. wrk -t1 sends
+a logged-in user's request with a valid 2FA cookie; nothing is pinned (2 cores shared by wrk,
+nginx, app, who-am-I stub and sidecar). Rounds are interleaved; the median
 round is reported, and the CPU each process used during it. Usage:
 
     .venv/bin/python bench/nginx_auth.py [--seconds 5] [--rounds 3] [--connections 32]
@@ -34,10 +36,32 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (ROOT, UVICORN, WrkResult, cpu_seconds, free_port, log, med,  # noqa: E402
-                          median_result, metrics_count, new_secrets, processes, profile, ratio,
-                          seed_users, sidecar_command, sign_cookies, spread, summarize_profile,
-                          user_id, wait_http, wrk, write_config)
+from bench.common import (  # noqa: E402
+    ROOT,
+    UVICORN,
+    WrkResult,
+    cpu_seconds,
+    free_port,
+    log,
+    med,
+    median_result,
+    metrics_count,
+    new_secrets,
+    processes,
+    profile,
+    ratio,
+    seed_users,
+    sidecar_command,
+    sign_cookies,
+    spread,
+    start_whoami,
+    summarize_profile,
+    user_id,
+    wait_http,
+    whoami_url,
+    write_config,
+    wrk,
+)
 
 DEPLOY = ROOT / "deploy" / "nginx"
 AUTH_INCLUDE = "include snippets/totp-sidecar-auth.conf;"
@@ -197,14 +221,17 @@ def measure(tmp: Path, seconds: int = 5, rounds: int = 3, connections: int = 32,
     app_port = free_port()
     sidecar_ports = {"sidecar-1w": free_port(), "sidecar-2w": free_port()}
     sc1_port = sidecar_ports["sidecar-1w"]
+    who_port = free_port()
     rules = [{"path": "/denied", "level": "deny"}]
-    config = write_config(tmp / "ng-config.yaml", tmp / "ng.db", sc1_port, keys, rules=rules)
+    config = write_config(tmp / "ng-config.yaml", tmp / "ng.db", sc1_port, keys, rules=rules,
+                          introspect_url=whoami_url(who_port))
     seed_users(config, 1)
     user = user_id(0)
     (cookie,) = sign_cookies(config, [user])
     out: dict[str, Any] = {}
     with processes(tmp) as procs:
         procs.start("app", [*UVICORN, "bench.upstream:app", "--port", str(app_port)], app_port)
+        start_whoami(procs, who_port, None)  # not pinned, like everything in this part
         launch = {}
         for name, workers in (("sidecar-1w", 1), ("sidecar-2w", 2)):
             args, env, how = sidecar_command(config, sidecar_ports[name], workers)
@@ -221,7 +248,8 @@ def measure(tmp: Path, seconds: int = 5, rounds: int = 3, connections: int = 32,
             procs.start(f"nginx-{name}", nginx_args(conf), ports[name])
             wait_http(f"http://127.0.0.1:{ports[name]}/healthz")
         out["checks"] = functional_checks(ports, sc1_port, cookie, user)
-        pids = {name: procs.started[name].pid for name in ("app", "sidecar-1w", "sidecar-2w")}
+        pids = {name: procs.started[name].pid
+                for name in ("app", "whoami", "sidecar-1w", "sidecar-2w")}
         headers = (f"Cookie: {cookie}", "Accept: text/html")
 
         def url(name: str) -> str:

@@ -157,7 +157,10 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
             f"{s['rounds']} interleaved rounds of {s['seconds']} s; median round. Every request: "
             "`GET /auth/nginx` with `X-Original-URL`, `Accept: text/html` and the Cookie header "
             "of a logged-in user with a valid 2FA cookie (user seeded in SQLite, cookie signed "
-            "with the config's keys); every answer must be 200.")
+            "with the config's keys); every answer must be 200. The app's who-am-I URL is "
+            "bench/whoami.py (uvicorn, pinned to CPU 0 too), asked when the sidecar's who-am-I "
+            "cache (per credential, 5 s) misses; its CPU counts in the sidecar rows' CPU per "
+            "request.")
         add("")
         add("| server | app | req/s (median) | rounds | p50 ms | p99 ms | server CPU per request |")
         add("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
@@ -171,6 +174,11 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
             add(f"| {server} | {app} | {r.rps:,.0f} | {fa['spread'][name]} | {ms(r.p50_ms)} | "
                 f"{ms(r.p99_ms)} | {fa['cpu_us'][name]:.1f} µs |")
         add("")
+        if fa.get("whoami"):
+            add("Who-am-I calls in the timed rounds: " + "; ".join(
+                f"{name} {asked:,} for {reqs:,} requests" for name, (asked, reqs)
+                in fa["whoami"].items()) + ".")
+            add("")
         ratios = fa["ratios"]
         add(f"- **1.** sidecar ÷ bare, uvicorn: **{ratios['uvicorn']:.2f}** (target ≥ 1.0: "
             f"{verdict('1', ratios['uvicorn'])}); in requests per CPU-second: "
@@ -196,7 +204,8 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
             "block without the auth and protect includes. `cache` includes "
             "`snippets/totp-sidecar-auth-cache.conf` instead of `snippets/totp-sidecar-auth.conf` "
             "and `totp-sidecar-auth-cache-zone.conf` in `http {}`. The app is bench/upstream.py "
-            "(Starlette, any path → 200 `hello <Remote-User>`) on uvicorn, 1 worker. Sidecars: "
+            "(Starlette, any path → 200 `hello <Remote-User>`) on uvicorn, 1 worker; its "
+            "who-am-I URL is bench/whoami.py on uvicorn, 1 process. Sidecars: "
             f"1 worker = {ng['launch']['sidecar-1w']}, 2 workers = {ng['launch']['sidecar-2w']}"
             f"{'' if cli_has_workers() else ' (the CLI has no --workers)'}. Nothing is pinned: "
             f"wrk `-t1 -c{s['connections']}`, nginx, app and sidecar share the 2 cores. "
@@ -231,18 +240,19 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
             "queueing, so it grows as throughput falls; the 1-connection runs (one request at a "
             f"time, {s['latency_seconds']} s each) show the time the auth subrequest adds by itself.")
         add("")
-        add("CPU-cost ratio (requests per CPU-second of wrk + nginx + app + sidecar, plain ÷ setup; "
+        add("CPU-cost ratio (requests per CPU-second of wrk + nginx + app + sidecar + who-am-I stub, "
+            "plain ÷ setup; "
             "median of the rounds): " + ", ".join(f"{name} **{v:.2f}**" for name, v in
                                                     ng["cost_ratios"].items()) + ".")
         add("")
         add("CPU used during the median round (% of one core; µs of CPU per request):")
         add("")
-        add("| setup | wrk | nginx | app | sidecar | total |")
-        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        add("| setup | wrk | nginx | app | sidecar | who-am-I | total |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, r in ng["median"].items():
             cpu = ng["cpu"][name]
             sidecar = cpu["sidecar-2w"] if name == "auth-2w" else cpu["sidecar-1w"]
-            cells = [cpu["wrk"], cpu["nginx"], cpu["app"], sidecar]
+            cells = [cpu["wrk"], cpu["nginx"], cpu["app"], sidecar, cpu.get("whoami", 0.0)]
             add(f"| {name} | " + " | ".join(f"{c:.0f}% ({c * 1e4 / r.rps:.0f} µs)" for c in cells)
                 + f" | {sum(cells):.0f}% |")
         add("")
@@ -295,7 +305,9 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
         add(f"`bench/memory.py`. {mem['launch']} (one process) pinned to CPU 0; wrk `-t1 -c32` on "
             f"CPU 1 with `bench/mixed_cookies.lua`: {mem['users']:,} enrolled users, each with its own "
             f"app session and valid 2FA cookie, used in turn; every {mem['anon_every']}th request "
-            "anonymous (no cookie). All answers 200.")
+            "anonymous (no cookie). All answers 200. Who-am-I URL: bench/whoami.py (uvicorn, "
+            f"CPU 0), asked {mem.get('whoami_calls', 0):,} times. CPU per request: sidecar "
+            f"{mem['cpu_us']['sidecar']:.0f} µs, who-am-I stub {mem['cpu_us']['whoami']:.0f} µs.")
         add("")
         add("| | VmRSS | VmHWM |")
         add("| --- | ---: | ---: |")
@@ -305,8 +317,8 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
         add("")
         add(f"Target < 100 MB: {verdict('5', mem['after']['rss_mb'])}. Throughput of this mix: "
             f"{w.rps:,.0f} req/s (p50 {ms(w.p50_ms)} ms, p99 {ms(w.p99_ms)} ms) — each user comes "
-            "back only every few seconds, so most valid cookies miss the 5-second state cache and "
-            "read the database.")
+            "back only every few seconds, so most valid cookies miss the 5-second who-am-I and "
+            "state caches: the sidecar asks the who-am-I URL and reads the database.")
         add("")
     path.write_text("\n".join(L) + "\n")
 

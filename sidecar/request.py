@@ -21,6 +21,7 @@ the proxy for its own forwarded headers) and logs why.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from sidecar.errors import BadForwardedRequest
 TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # RFC 6265 cookie-octet: what a cookie value that matters may be made of (no space, DQUOTE,
 # comma, semicolon, backslash or control byte: parsers split, unquote or trim on those).
-COOKIE_OCTETS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('",;\\')
+_COOKIE_VALUE = re.compile(r'[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*')
+_PLAIN_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SPLITTERS = re.compile(r"[\s,]")  # where SimpleCookie-like parsers may start another pair
 _FRAGMENTS = re.compile(r"[\s,]+")
 MAX_COOKIE_HEADER = 16 * 1024
 FORWARDED_HEADERS = frozenset({
@@ -51,10 +54,13 @@ class Ambiguous(ValueError):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=4096)
 def fold_cookie_name(name: str) -> str:
     """The name as the most lenient framework would key it: PHP's ``.``/space/``[`` → ``_``,
     anything else outside the token set dropped (Python's ``strip`` trims NBSP, U+3000 and
     0x1C–0x1F; other parsers trim less), any case; read as latin-1 and as UTF-8 alike."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name.replace(".", "_").lower()
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         name = name.encode("latin-1").decode("utf-8")
     name = name.strip()
@@ -122,7 +128,7 @@ def read_cookies(lines: Iterable[str], watched: frozenset[str] | None) -> Cookie
                 problem = f"cookie name {name[:40]!r} has stray whitespace or bytes"
             elif folded in seen:
                 problem = f"cookie {name[:40]!r} is given twice (also as {seen[folded][:40]!r})"
-            elif any(c not in COOKIE_OCTETS for c in value):
+            elif not _COOKIE_VALUE.fullmatch(value):
                 problem = f"cookie {name[:40]!r} has a value with bytes parsers read differently"
             elif end in line_ends:
                 problem = f"cookie {name[:40]!r} ends a Cookie line that another line follows"
@@ -132,7 +138,7 @@ def read_cookies(lines: Iterable[str], watched: frozenset[str] | None) -> Cookie
 
 
 def _plain_name(name: str) -> bool:
-    return bool(name) and all(c in TOKEN for c in name)
+    return _PLAIN_NAME.fullmatch(name) is not None
 
 
 def _line_ends(lines: list[str]) -> set[int]:
@@ -148,6 +154,8 @@ def _line_ends(lines: list[str]) -> set[int]:
 
 def _hides_watched(value: str, watched: set[str] | None) -> bool:
     """Whether a parser splitting on spaces and commas would find a watched cookie in ``value``."""
+    if not _SPLITTERS.search(value):
+        return False
     for fragment in _FRAGMENTS.split(value)[1:]:
         name, sep, _ = fragment.partition("=")
         if sep and fold_cookie_name(name) and (watched is None or fold_cookie_name(name) in watched):
