@@ -18,13 +18,11 @@ from sidecar.authz import FORWARD, NGINX, ForwardAuth
 from sidecar.branding import image_source
 from sidecar.config import Config
 from sidecar.context import Sidecar
-from sidecar.crypto import SecretUnreadable
-from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
+from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
 from sidecar.i18n import LanguageMiddleware
 from sidecar.i18n import gettext as _
 from sidecar.metrics import CONTENT_TYPE
 from sidecar.pages import Pages
-from sidecar.request import Ambiguous
 from sidecar.reset import ResetGate
 
 log = logging.getLogger("sidecar")
@@ -93,9 +91,7 @@ class SidecarApp:
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                     Route("/metrics", self.metrics), *pages.routes(),
                     *(self.reset.routes() if self.reset else [])],
-            exception_handlers={StorageUnavailable: self.unavailable,
-                                UpstreamUnavailable: self.unavailable,
-                                SecretUnreadable: self.unavailable,
+            exception_handlers={Unavailable: self.unavailable,
                                 Ambiguous: self.ambiguous,
                                 BadForwardedRequest: self.bad_request},
             lifespan=self.lifespan,

@@ -19,11 +19,10 @@ from urllib.parse import quote
 
 from sidecar import logs, policy
 from sidecar.context import Sidecar, Target
-from sidecar.crypto import SecretUnreadable
-from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
+from sidecar.errors import Ambiguous, BadForwardedRequest, Unavailable
 from sidecar.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.primary import Identity
-from sidecar.request import Ambiguous, Reading
+from sidecar.request import Reading
 from sidecar.service import Check
 
 log = logging.getLogger("sidecar.authz")
@@ -140,7 +139,7 @@ class ForwardAuth:
         except Ambiguous as exc:
             log.warning("ambiguous request refused: %s", exc.reason)
             return "ambiguous", json_error(401, AMBIGUOUS, exc.reason), None
-        except (StorageUnavailable, UpstreamUnavailable, SecretUnreadable) as exc:
+        except Unavailable as exc:
             log.error("forward-auth cannot decide: %s", exc)
             return "unavailable", json_error(
                 503, "unavailable", "the 2FA service cannot decide right now"), None

@@ -18,7 +18,7 @@ from typing import Any
 
 from sidecar.app_env import CONFIG_ENV
 from sidecar.config import Config, SQLiteConfig, config_warnings, load_config
-from sidecar.errors import ConfigError, StorageUnavailable
+from sidecar.errors import ConfigError, SecretUnreadable, StorageUnavailable
 from sidecar.storage import SQLiteStorage, UserState, make_storage
 
 EXIT_CONFIG = 2
@@ -156,8 +156,6 @@ async def _rotate(config: Config) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from sidecar.crypto import SecretUnreadable
-
     config = _load(args.config)
     try:
         return asyncio.run(_rotate(config))

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, Problem
 from sidecar.forwarded import redirect_entry
 from sidecar.i18n import LANGUAGES, SOURCE_LANGUAGE
 
@@ -254,12 +254,12 @@ class _Reader:
     """Walks a parsed YAML mapping, converting values and collecting problems by key path."""
 
     def __init__(self, environ: dict[str, str], base_dir: Path) -> None:
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self.environ = environ
         self.base_dir = base_dir
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{key}: {message}")
+        self.problems.append(Problem(key, message))
 
     def section(self, data: dict[str, Any], key: str, path: str, allowed: set[str]) -> dict[str, Any]:
         value = data.get(key, {})
@@ -686,7 +686,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(["(top level): must be a mapping of keys to values"])
+        raise ConfigError([Problem("(top level)", "must be a mapping of keys to values")])
     reader.unknown(data, "", TOP_KEYS)
 
     s = reader.section(data, "server", "", {"host", "port", "trusted_proxies", "log_level"})
@@ -852,9 +852,9 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"(file) {path}: cannot read: {exc.strerror}"]) from None
+        raise ConfigError([Problem(f"(file) {path}", f"cannot read: {exc.strerror}")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"(file) {path}: not valid YAML: {exc}"]) from None
+        raise ConfigError([Problem(f"(file) {path}", f"not valid YAML: {exc}")]) from None
     return parse_config(data, environ, file.resolve().parent)

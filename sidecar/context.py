@@ -21,11 +21,12 @@ from sidecar import cookies, policy, reset
 from sidecar.config import Config, Rule
 from sidecar.cookies import Pass, PassCodec
 from sidecar.devices import Devices
+from sidecar.errors import Ambiguous
 from sidecar.forwarded import TrustedProxies
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
 from sidecar.primary import Credential, Identity, Resolved, Resolver, make_resolver
-from sidecar.request import Ambiguous, Door, Reading
+from sidecar.request import Door, Reading
 from sidecar.service import TwoFactor
 from sidecar.storage import Storage, make_storage
 

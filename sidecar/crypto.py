@@ -16,14 +16,10 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sidecar.errors import SidecarError
+from sidecar.errors import SecretUnreadable
 
 VERSION = "v1"
 NONCE_BYTES = 12
-
-
-class SecretUnreadable(SidecarError):
-    """A stored secret cannot be opened with the configured keys (a key was removed?)."""
 
 
 def _derive(key: str) -> bytes:

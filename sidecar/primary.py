@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from sidecar.config import Config
-from sidecar.errors import UpstreamUnavailable
-from sidecar.request import Ambiguous, Reading
+from sidecar.errors import Ambiguous, UpstreamUnavailable
+from sidecar.request import Reading
 
 log = logging.getLogger("sidecar.primary")
 CACHE_LIMIT = 50_000

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.errors import BadForwardedRequest
+from sidecar.errors import Ambiguous, BadForwardedRequest
 
 # RFC 7230 tchar: what a cookie or header name may be made of.
 TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -44,14 +44,6 @@ FORWARDED_HEADERS = frozenset({
     "x-forwarded-prefix", "forwarded",
 })
 ALWAYS_SINGLE = frozenset({"authorization", "accept", "x-request-id", "user-agent"})
-
-
-class Ambiguous(ValueError):
-    """The request can be read in more than one way by real apps; ``reason`` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @functools.lru_cache(maxsize=4096)

@@ -40,8 +40,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sidecar.config import ResetConfig
+from sidecar.errors import Ambiguous
 from sidecar.i18n import gettext as _
-from sidecar.request import Ambiguous
 from sidecar.service import Check
 from sidecar.storage import RESET
 

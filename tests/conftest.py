@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -162,7 +162,7 @@ class Env:
         return pyotp.TOTP(secret).at(int(self.clock()) + 30 * offset_steps)
 
 
-async def start_env(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
+async def start_env(config: Config, clock: FakeClock) -> AsyncGenerator[Env, None]:
     demo = create_demo_app()
     # Each Browser keeps its own cookies: the shared client must store none.
     app_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=demo),

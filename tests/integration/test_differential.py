@@ -53,7 +53,8 @@ import pytest
 from starlette.requests import Request as StarletteRequest
 from werkzeug.wrappers import Request as WerkzeugRequest
 
-from sidecar.request import Ambiguous, Headers, read_cookies, read_identity_user
+from sidecar.errors import Ambiguous
+from sidecar.request import Headers, read_cookies, read_identity_user
 
 NODE_SCRIPT = Path(__file__).resolve().parents[1] / "differential" / "node_parse.js"
 WATCHED = frozenset({"demo_session", "totp_sidecar", "totp_sidecar_device"})

@@ -99,8 +99,9 @@ class TwoFactorMachine(RuleBasedStateMachine):
         csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         response = self.run(session.browser.post("/_2fa/challenge",
                                                  {"csrf": csrf, "code": code, "rd": "/"}))
-        assert response.status_code in (303, 400), response.status_code
-        return response.status_code == 303
+        status: int = response.status_code
+        assert status in (303, 400), status
+        return status == 303
 
     def passed(self, session: Session) -> None:
         session.verified_at = self.clock()

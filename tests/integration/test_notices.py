@@ -176,7 +176,7 @@ def test_notify_config_problems(tmp_path: Path) -> None:
         make_config(tmp_path, notify={"events": ["enabled", "birthday"],
                                       "webhook": {"url": "ftp://x", "secret": "short"},
                                       "email": {"port": 25}})
-    joined = "\n".join(info.value.problems)
+    joined = "\n".join(info.value.lines)
     for key in ("notify.events", "notify.webhook.url", "notify.webhook.secret",
                 "notify.email.host", "notify.email.from"):
         assert key in joined

@@ -9,7 +9,7 @@ trusted proxy's headers are shaped directly (CONTRACT.md, "Reading a request (on
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -47,7 +47,7 @@ HEADER_PRIMARY = {"resolver": "header", "session_cookies": ["upstream_session"]}
 @contextlib.asynccontextmanager
 async def running(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
     """``start_env`` for a config of the test's own, closed even when the test fails."""
-    gen = cast(AsyncGenerator[Env, None], start_env(config, clock))
+    gen = start_env(config, clock)
     try:
         yield await gen.__anext__()
     finally:

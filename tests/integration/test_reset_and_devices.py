@@ -102,7 +102,7 @@ async def test_reset_config_problems(tmp_path: Path) -> None:
     from sidecar.errors import ConfigError
     with pytest.raises(ConfigError) as info:
         make_config(tmp_path, password_reset={"paths": ["not a path"]})
-    joined = "\n".join(info.value.problems)
+    joined = "\n".join(info.value.lines)
     assert "password_reset.paths" in joined and "password_reset.app_url" in joined
 
 

@@ -29,7 +29,7 @@ def base(tmp_path: Path, **extra: Any) -> dict[str, Any]:
 def problems(data: Any) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(data, {}, data.get("_base"))
-    return info.value.problems
+    return info.value.lines
 
 
 def test_defaults(tmp_path: Path) -> None:

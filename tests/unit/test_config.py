@@ -32,7 +32,7 @@ def base(tmp_path: Path) -> dict[str, Any]:
 def problems(data: Any, environ: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(data, environ or {})
-    return info.value.problems
+    return info.value.lines
 
 
 def test_minimal_config_has_defaults(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def with_storage(tmp_path: Path, storage: Any) -> dict[str, Any]:
 def problems(data: Any, environ: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(data, environ or {})
-    return info.value.problems
+    return info.value.lines
 
 
 def test_sqlite_path_relative_to_the_config_file(tmp_path: Path) -> None:

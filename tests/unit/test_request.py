@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.errors import BadForwardedRequest
-from sidecar.request import Ambiguous, Door, Headers, Reading, read_cookies
+from sidecar.errors import Ambiguous, BadForwardedRequest
+from sidecar.request import Door, Headers, Reading, read_cookies
 
 OWN = ("totp_sidecar", "totp_sidecar_device")
 WATCHED = frozenset({"demo_session", *OWN})
