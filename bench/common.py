@@ -345,7 +345,7 @@ def sqlite_file(config: Any) -> str:
 def open_storage(config: Any) -> Any:
     """The storage the sidecar itself would use for ``config`` (not opened yet)."""
     try:
-        from sidecar.storage import make_storage
+        from sidecar.wiring import make_storage
     except ImportError:
         from sidecar.storage import SQLiteStorage
 

@@ -140,7 +140,7 @@ class SidecarApp:
         return Response(self.sidecar.metrics.render(), media_type=CONTENT_TYPE)
 
     async def ambiguous(self, request: Request, exc: Exception) -> Response:
-        """A request real apps could read in two ways (see ``sidecar.request``): never served."""
+        """A request real apps could read in two ways (see ``sidecar.core.request``): never served."""
         log.warning("ambiguous page request refused: %s", exc)
         response = self.message(request, 401, _("This request cannot be read safely"),
                                 _("Your browser sent its cookies or headers in a way that could name "

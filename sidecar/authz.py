@@ -1,6 +1,6 @@
 """The forward-auth endpoints ``/auth/nginx`` and ``/auth/forward``: a lean ASGI path.
 
-Handlers translate: the one reading of the request (``sidecar.request``) and the original
+Handlers translate: the one reading of the request (``sidecar.core.request``) and the original
 method/host/path the proxy forwarded → ``Sidecar.evaluate`` (which asks ``policy.decide``) →
 a response in the proxy's dialect. With warm caches the answer needs neither storage nor
 network: the app's who-am-I answer is cached per credential, the 2FA cookie's signature check
@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sidecar import logs, policy
-from sidecar.context import Sidecar, Target
+from sidecar import logs
+from sidecar.context import Sidecar
+from sidecar.core import policy
+from sidecar.core.forwarded import Original, original_for_forward, original_for_nginx, wants_html
+from sidecar.core.policy import Target
+from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, BadForwardedRequest, Unavailable
-from sidecar.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.primary import Identity
-from sidecar.request import Reading
 from sidecar.service import Check
 
 log = logging.getLogger("sidecar.authz")

@@ -19,7 +19,8 @@ from typing import Any
 from sidecar.app_env import CONFIG_ENV
 from sidecar.config import Config, SQLiteConfig, config_warnings, load_config
 from sidecar.errors import ConfigError, SecretUnreadable, StorageUnavailable
-from sidecar.storage import SQLiteStorage, UserState, make_storage
+from sidecar.storage import SQLiteStorage, UserState
+from sidecar.wiring import make_storage
 
 EXIT_CONFIG = 2
 GRACEFUL_SECONDS = 10  # in-flight requests get this long to finish on SIGTERM

@@ -19,13 +19,14 @@ from urllib.parse import urlsplit
 import yaml
 
 from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
+from sidecar.core.forwarded import redirect_entry
+from sidecar.core.policy import Level, Rule
 from sidecar.errors import ConfigError, Problem
-from sidecar.forwarded import redirect_entry
 from sidecar.i18n import LANGUAGES, SOURCE_LANGUAGE
 
 T = TypeVar("T")
 
-LEVELS = ("bypass", "optional", "required", "deny")
+LEVELS = tuple(level.value for level in Level)
 MIN_KEY_LENGTH = 32
 ENV_SIGNING_KEYS = "TOTP_SIDECAR_SIGNING_KEYS"
 ENV_HASH_KEY = "TOTP_SIDECAR_HASH_KEY"
@@ -206,20 +207,6 @@ StorageConfig = SQLiteConfig | PostgresConfig
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
-    """One access rule; the first rule that matches a request decides its level."""
-
-    level: str
-    hosts: tuple[str, ...] = ()
-    paths: tuple[str, ...] = ()
-    path_regex: re.Pattern[str] | None = None
-    methods: frozenset[str] = frozenset()
-    users: frozenset[str] = frozenset()
-    groups: frozenset[str] = frozenset()
-    step_up: int = 0  # seconds: a code must have been typed this recently (0 = no step-up)
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     signing_keys: tuple[str, ...]
     hash_key: str
@@ -236,7 +223,7 @@ class Config:
     password_reset: ResetConfig = field(default_factory=ResetConfig)
     prefix: str = "/_2fa"
     allowed_redirect_hosts: tuple[str, ...] = ()
-    default_level: str = "optional"
+    default_level: Level = Level.OPTIONAL
     rules: tuple[Rule, ...] = ()
     support_contact: str = ""
     branding: BrandingConfig = field(default_factory=BrandingConfig)
@@ -557,7 +544,7 @@ def _rules(reader: _Reader, value: Any) -> tuple[Rule, ...]:
         if step_up and level in ("bypass", "deny"):
             reader.problem(f"{path}step_up", f"has no meaning with level {level}")
         rules.append(Rule(
-            level=level,
+            level=Level(level) if level else Level.DENY,  # a missing level is a problem already
             hosts=tuple(h.lower().rstrip(".") for h in hosts),
             paths=paths,
             path_regex=regex,
@@ -834,8 +821,8 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         password_reset=reset,
         prefix=reader.get(data, "prefix", "", "/_2fa", to_prefix),
         allowed_redirect_hosts=allowed_hosts,
-        default_level=reader.get(data, "default_level", "", "optional",
-                                 to_choice("optional", "required")),
+        default_level=Level(reader.get(data, "default_level", "", "optional",
+                                       to_choice("optional", "required"))),
         rules=_rules(reader, data.get("rules")),
         support_contact=branding.support_contact,
         branding=branding,

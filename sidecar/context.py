@@ -1,7 +1,7 @@
 """The parts one running sidecar shares between its forward-auth endpoints and its pages.
 
 ``Sidecar.evaluate`` is the one way a decision is made: a ``Reading`` of the request (from
-``sidecar.request``, the one door) and the target the user wants go in; the facts are
+``sidecar.core.request``, the one door) and the target the user wants go in; the facts are
 gathered (who the app says is logged in *now*, whether this app session passed 2FA for that
 user, the strictest rule for the target) and ``policy.decide`` gives the verdict. The
 forward-auth endpoints and every page ask it; none re-derives allow / challenge / enroll.
@@ -12,35 +12,27 @@ from __future__ import annotations
 import hmac
 import logging
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar import cookies, policy, reset
-from sidecar.config import Config, Rule
-from sidecar.cookies import Pass, PassCodec
+from sidecar.config import Config
+from sidecar.core import policy, tokens
+from sidecar.core.clock import Clock, wall
+from sidecar.core.forwarded import TrustedProxies
+from sidecar.core.policy import Level, Policy, Rule, Subject, Target
+from sidecar.core.request import RESET_COOKIES, Door, Reading
+from sidecar.core.tokens import Pass, Passes, Signer
 from sidecar.devices import Devices
 from sidecar.errors import Ambiguous
-from sidecar.forwarded import TrustedProxies
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
 from sidecar.primary import Credential, Identity, Resolved, Resolver, make_resolver
-from sidecar.request import Door, Reading
 from sidecar.service import TwoFactor
-from sidecar.storage import Storage, make_storage
+from sidecar.storage import Storage
+from sidecar.wiring import make_storage
 
 log = logging.getLogger("sidecar")
 REFRESH_AFTER = 60  # seconds between idle-timeout refreshes of a 2FA cookie
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What the user wants: the host, path and method the rules are matched against."""
-
-    host: str
-    path: str
-    method: str = "GET"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +59,7 @@ class Verdict:
 class Sidecar:
     def __init__(self, config: Config, storage: Storage | None = None,
                  resolver: Resolver | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock = wall) -> None:
         self.config = config
         self.clock = clock
         self.storage: Storage = storage or make_storage(config)
@@ -75,12 +67,14 @@ class Sidecar:
         self.metrics = Metrics()
         self.notifier = Notifier(config.notify, config.totp.issuer, contact=self.storage.contact)
         self.service = TwoFactor(config, self.storage, clock, on_event=self.on_event)
-        self.codec = PassCodec(config.signing_keys)
+        self.passes = Passes(config.signing_keys)
+        self.csrf_signer = Signer(config.signing_keys, tokens.CSRF)
+        self.policy = Policy(config.rules, config.default_level, config.prefix)
         self.trusted = TrustedProxies(config.server.trusted_proxies)
         remember = config.remember_device
         self.devices = (Devices(self.storage, config.signing_keys, remember.max_days)
                         if remember.enabled else None)
-        self.own_cookies = (config.cookie.name, remember.cookie_name, *reset.OWN_COOKIES)
+        self.own_cookies = (config.cookie.name, remember.cookie_name, *RESET_COOKIES)
         names = config.primary.header
         self.door = Door(self.own_cookies, config.primary.session_cookies,
                          (names.user, names.email, names.name, names.groups)
@@ -92,14 +86,14 @@ class Sidecar:
         self.notifier.notify(event, user, detail)
 
     def read(self, scope: Any) -> Reading:
-        """The one reading of a request (see ``sidecar.request``)."""
+        """The one reading of a request (see ``sidecar.core.request``)."""
         return self.door.read(scope)
 
     def fingerprint(self, reading: Reading) -> str:
         return self.fingerprint_of(reading.session_key)
 
     def fingerprint_of(self, key: str) -> str:
-        return cookies.fingerprint(self.config.hash_key, key)
+        return tokens.fingerprint(self.config.hash_key, key)
 
     # -- who is logged in ---------------------------------------------------------------
     async def resolve(self, reading: Reading) -> Resolved:
@@ -122,10 +116,8 @@ class Sidecar:
 
     # -- the decision -------------------------------------------------------------------
     def rule(self, target: Target, identity: Identity | None) -> Rule:
-        return policy.rule_for(self.config.rules, self.config.default_level, target.host,
-                               target.path, target.method,
-                               identity.user if identity else None, own_prefix=self.config.prefix,
-                               groups=identity.groups if identity else ())
+        subject = Subject(identity.user, identity.groups) if identity else Subject(None)
+        return self.policy.rule_for(target, subject)
 
     async def evaluate(self, reading: Reading, target: Target | None,
                        resolved: Resolved | None = None) -> Verdict:
@@ -134,12 +126,12 @@ class Sidecar:
         if resolved is None:
             resolved = await self.resolve(reading)
         identity = resolved.identity
-        rule = self.rule(target, identity) if target is not None else Rule("optional")
+        rule = self.rule(target, identity) if target is not None else Rule(Level.OPTIONAL)
         user = identity.user if identity else None
         item: Pass | None = None
         new_pass: str | None = None
         enrolled = False
-        if user is not None and rule.level in ("optional", "required"):
+        if user is not None and rule.level in (Level.OPTIONAL, Level.REQUIRED):
             state = await self.service.cached_state(user)
             enrolled = state.enrolled
             if enrolled and reading.kind == "session":
@@ -164,11 +156,11 @@ class Sidecar:
         value = reading.cookie(self.config.cookie.name)
         if not value:
             return None
-        item = self.codec.loads(value)
+        item = self.passes.loads(value)
         if item is None:
             return None
         settings = self.config.cookie
-        if not cookies.pass_is_fresh(item, self.clock(), settings.max_age, settings.idle_timeout):
+        if not tokens.pass_is_fresh(item, self.clock(), settings.max_age, settings.idle_timeout):
             return None
         if not hmac.compare_digest(item.fingerprint, self.fingerprint(reading)):
             return None
@@ -201,7 +193,7 @@ class Sidecar:
 
     def pass_for(self, user: str, session_key: str, generation: int, code_typed: bool = True) -> str:
         now = int(self.clock())
-        return self.codec.dumps(Pass(user, self.fingerprint_of(session_key), now, now, generation,
+        return self.passes.dumps(Pass(user, self.fingerprint_of(session_key), now, now, generation,
                                      code_at=now if code_typed else 0))
 
     def refreshed(self, item: Pass) -> str | None:
@@ -209,7 +201,7 @@ class Sidecar:
         now = int(self.clock())
         if not self.config.cookie.idle_timeout or now - item.seen_at < REFRESH_AFTER:
             return None
-        return self.codec.dumps(Pass(item.user, item.fingerprint, item.issued_at, now,
+        return self.passes.dumps(Pass(item.user, item.fingerprint, item.issued_at, now,
                                      item.generation, code_at=item.code_at))
 
     def device_cookie(self, value: str, secure: bool) -> str:
@@ -227,10 +219,10 @@ class Sidecar:
         return mode == "always" or (mode == "auto" and scheme == "https")
 
     def csrf(self, user: str, reading: Reading) -> str:
-        return cookies.csrf_token(self.config.signing_keys, user, self.fingerprint(reading))
+        return self.csrf_signer.mac(user, self.fingerprint(reading))
 
     def csrf_ok(self, user: str, reading: Reading, token: str) -> bool:
-        return cookies.csrf_valid(self.config.signing_keys, user, self.fingerprint(reading), token)
+        return self.csrf_signer.mac_valid(token, user, self.fingerprint(reading))
 
 
 def cookie_line(name: str, value: str, max_age: int, secure: bool, path: str = "/",

@@ -14,11 +14,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, URLSafeSerializer
-
+from sidecar.core.tokens import DEVICE, Signer
 from sidecar.storage import Device, Storage
 
-DEVICE_SALT = "totp-sidecar.device-cookie"
 CHECK_CACHE_SECONDS = 5.0
 MAX_LENGTH = 1024
 
@@ -31,29 +29,13 @@ class DeviceToken:
     generation: int
 
 
-class DeviceCodec:
-    def __init__(self, keys: tuple[str, ...]) -> None:
-        self._serializer = URLSafeSerializer(list(keys), salt=DEVICE_SALT)
+    def value(self, signer: Signer) -> str:
+        return signer.dumps(self.user, self.device_id, self.created_at, self.generation)
 
-    def dumps(self, token: DeviceToken) -> str:
-        return str(self._serializer.dumps([token.user, token.device_id, token.created_at,
-                                           token.generation]))
-
-    def loads(self, value: str) -> DeviceToken | None:
-        if not value or len(value) > MAX_LENGTH:
-            return None
-        try:
-            data = self._serializer.loads(value)
-        except (BadSignature, ValueError, TypeError, UnicodeError):
-            return None
-        if not (isinstance(data, list) and len(data) == 4):
-            return None
-        user, device_id, created, generation = data
-        if not (isinstance(user, str) and isinstance(device_id, str)
-                and all(isinstance(n, int) and not isinstance(n, bool)
-                        for n in (created, generation))):
-            return None
-        return DeviceToken(user, device_id, created, generation)
+    @classmethod
+    def read(cls, signer: Signer, value: str) -> DeviceToken | None:
+        fields = signer.loads(value, str, str, int, int)
+        return None if fields is None else cls(*fields)
 
 
 _BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
@@ -72,7 +54,7 @@ def describe_browser(user_agent: str) -> str:
 class Devices:
     def __init__(self, storage: Storage, keys: tuple[str, ...], max_days: int) -> None:
         self.storage = storage
-        self.codec = DeviceCodec(keys)
+        self.signer = Signer(keys, DEVICE, max_length=MAX_LENGTH)
         self.max_age = max_days * 86400
         self._known: dict[str, tuple[float, bool]] = {}
 
@@ -81,11 +63,11 @@ class Devices:
         device_id = secrets.token_urlsafe(18)
         browser = describe_browser(re.sub(r"[^\x20-\x7e]", "", user_agent)[:512])
         await self.storage.add_device(Device(device_id, user, now, now, browser))
-        return self.codec.dumps(DeviceToken(user, device_id, now, generation))
+        return DeviceToken(user, device_id, now, generation).value(self.signer)
 
     async def vouches(self, value: str, user: str, generation: int, now: float) -> bool:
         """Whether the cookie ``value`` is a remembered device of ``user`` at ``generation``."""
-        token = self.codec.loads(value)
+        token = DeviceToken.read(self.signer, value)
         if token is None or token.user != user or token.generation != generation:
             return False
         if not 0 <= now - token.created_at <= self.max_age:
@@ -107,5 +89,5 @@ class Devices:
         return await self.storage.forget_devices(user, device_id)
 
     def device_id(self, value: str) -> str | None:
-        token = self.codec.loads(value)
+        token = DeviceToken.read(self.signer, value)
         return token.device_id if token else None

@@ -22,17 +22,18 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from sidecar import policy, totp
 from sidecar.branding import brand_css, support_link
-from sidecar.context import Sidecar, Target, Verdict
+from sidecar.context import Sidecar, Verdict
+from sidecar.core import policy, totp
+from sidecar.core.forwarded import page_origin, safe_redirect
+from sidecar.core.policy import Target
+from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous
-from sidecar.forwarded import page_origin, safe_redirect
 from sidecar.i18n import gettext as _
 from sidecar.i18n import install as install_i18n
 from sidecar.i18n import lazy_gettext as _l
 from sidecar.i18n import ngettext, preload
 from sidecar.primary import Identity, Resolved
-from sidecar.request import Reading
 from sidecar.service import Check, CheckResult
 
 LOW_RECOVERY_CODES = 3

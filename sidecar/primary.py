@@ -1,7 +1,7 @@
 """Who is logged in to the app: the primary session.
 
 Two resolvers. ``header`` reads the identity headers set by the proxy or an upstream
-authenticator (believed only from trusted peers; read by ``sidecar.request``). ``introspect``
+authenticator (believed only from trusted peers; read by ``sidecar.core.request``). ``introspect``
 asks the app's own "who am I" URL with exactly the credential the app receives (every Cookie
 line joined, and ``Authorization``) and caches the answer per credential for
 ``cache_seconds``; concurrent misses for one credential make a single upstream call.
@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from sidecar.config import Config
+from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, UpstreamUnavailable
-from sidecar.request import Reading
 
 log = logging.getLogger("sidecar.primary")
 CACHE_LIMIT = 50_000

@@ -23,8 +23,6 @@ grant that the app never sees, so nothing reveals which accounts have 2FA.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import secrets
 from collections import Counter
@@ -34,12 +32,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sidecar.config import ResetConfig
+from sidecar.core.request import RESET_GRANT_COOKIE as GRANT_COOKIE
+from sidecar.core.request import RESET_NONCE_COOKIE as NONCE_COOKIE
+from sidecar.core.tokens import RESET_CSRF, RESET_GRANT, Signer
 from sidecar.errors import Ambiguous
 from sidecar.i18n import gettext as _
 from sidecar.service import Check
@@ -50,10 +50,6 @@ if TYPE_CHECKING:
     from sidecar.pages import Pages, Visit
 
 log = logging.getLogger("sidecar.reset")
-GRANT_SALT = "totp-sidecar.reset-grant"
-NONCE_COOKIE = "totp_sidecar_reset"
-GRANT_COOKIE = "totp_sidecar_reset_grant"
-OWN_COOKIES = (NONCE_COOKIE, GRANT_COOKIE)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer",
               "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 MAX_BODY = 64 * 1024
@@ -92,7 +88,9 @@ class ResetGate:
         self.pages = pages
         self.sc: Sidecar = pages.sc
         self.settings: ResetConfig = self.sc.config.password_reset
-        self.grants = URLSafeSerializer(list(self.sc.config.signing_keys), salt=GRANT_SALT)
+        keys = self.sc.config.signing_keys
+        self.grants = Signer(keys, RESET_GRANT, max_length=1024)
+        self.csrf = Signer(keys, RESET_CSRF)
         self.client = client or httpx.AsyncClient(timeout=10, follow_redirects=False)
 
     def routes(self) -> list[Route]:
@@ -115,9 +113,6 @@ class ResetGate:
             return nonce, False
         return secrets.token_hex(16), True
 
-    def _token(self, nonce: str) -> str:
-        key = self.sc.config.signing_keys[-1].encode() + b"reset-csrf"
-        return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()
 
     async def gate(self, request: Request) -> Response:
         visit = await self.pages.visit(request)
@@ -127,7 +122,7 @@ class ResetGate:
         if not self._query_account_ok(request, self._grant(request)):
             return self._refuse_query(visit, rd)
         context: dict[str, Any] = {"rd": rd, "account": "", "ask_code": self.settings.always_ask,
-                                   "error": "", "reset_csrf": self._token(nonce)}
+                                   "error": "", "reset_csrf": self.csrf.mac(nonce)}
         status = 200
         if request.method == "POST":
             answer = await self._posted(visit, request, nonce, fresh, context)
@@ -148,8 +143,8 @@ class ResetGate:
         if repeated(items):
             return self._refuse_repeated(visit, context["rd"])
         fields = dict(items)
-        if fresh or not self.pages.same_site(visit) or not hmac.compare_digest(
-                self._token(nonce), fields.get("csrf", "")):
+        if fresh or not self.pages.same_site(visit) or not self.csrf.mac_valid(
+                fields.get("csrf", ""), nonce):
             return self.pages.render(visit, "message.html", 403, title=_("This form has expired"),
                                      text=_("Reload the page and try again."), link=context["rd"])
         rd = self.pages.rd(visit, fields.get("rd"), context["rd"])
@@ -201,22 +196,16 @@ class ResetGate:
         until = now + self.settings.grant_seconds
         grant_id = secrets.token_urlsafe(24)
         await self.sc.storage.add_grant(grant_id, account, until, now)
-        value = self.grants.dumps([grant_id, account, ok, until])
+        value = self.grants.dumps(grant_id, account, ok, until)
         parts = [f"{GRANT_COOKIE}={value}", "Path=/", f"Max-Age={self.settings.grant_seconds}",
                  "HttpOnly", "SameSite=Lax"]
         return "; ".join(parts + (["Secure"] if self.sc.secure(scheme) else []))
 
     def _grant(self, request: Request) -> Grant | None:
-        value = self._cookie(request, GRANT_COOKIE)
-        if not value or len(value) > 1024:
+        fields = self.grants.loads(self._cookie(request, GRANT_COOKIE), str, str, bool, int)
+        if fields is None:
             return None
-        try:
-            grant_id, account, ok, until = self.grants.loads(value)
-        except (BadSignature, ValueError, TypeError):
-            return None
-        if not (isinstance(grant_id, str) and isinstance(account, str) and isinstance(ok, bool)
-                and isinstance(until, int)):
-            return None
+        grant_id, account, ok, until = fields
         return Grant(grant_id, account, ok) if until > self.sc.clock() else None
 
     def _query_account_ok(self, request: Request, grant: Grant | None) -> bool:

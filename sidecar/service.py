@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar import recovery, totp
 from sidecar.config import Config
+from sidecar.core import recovery, totp
+from sidecar.core.clock import Clock, Monotonic, wall
+from sidecar.core.clock import monotonic as steady
 from sidecar.crypto import SecretBox
 from sidecar.storage import SIGNIN, Attempt, Event, Scope, Storage, UserState
 
@@ -59,9 +60,9 @@ class CachedState:
 
 class TwoFactor:
     def __init__(self, config: Config, storage: Storage,
-                 clock: Callable[[], float] = time.time,
+                 clock: Clock = wall,
                  on_event: Callable[[str, str, dict[str, Any]], None] = lambda *event: None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Monotonic = steady) -> None:
         self.config = config
         self.storage = storage
         self.clock = clock

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import aiosqlite
 
-from sidecar.config import Config, PostgresConfig, ThrottleConfig
+from sidecar.config import ThrottleConfig
 from sidecar.errors import StorageUnavailable
 
 BUSY_TIMEOUT_MS = 3000
@@ -643,12 +643,3 @@ class SQLiteStorage(SQLStorage):
 def _lower(value: Any) -> Any:
     """SQLite's ``LOWER`` as Python's (and PostgreSQL's): every script, not only ASCII."""
     return value.lower() if isinstance(value, str) else value
-
-
-def make_storage(config: Config) -> Storage:
-    """The storage the config names: a SQLite file, or a PostgreSQL database."""
-    if isinstance(config.storage, PostgresConfig):
-        from sidecar.storage_pg import PostgresStorage  # asyncpg is loaded only when used
-
-        return PostgresStorage(config.storage.dsn)
-    return SQLiteStorage(config.storage.path)

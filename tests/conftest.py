@@ -20,6 +20,7 @@ import pytest
 
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import Config, SQLiteConfig, parse_config
+from sidecar.core.clock import FixedClock
 from sidecar.demo.app import create_demo_app
 from sidecar.primary import IntrospectResolver
 
@@ -29,15 +30,11 @@ ENCRYPTION_KEY = "e" * 40
 START = 1_800_000_000.0  # a fixed moment, at the start of a 30 s step
 
 
-class FakeClock:
+class FakeClock(FixedClock):
+    """The tests' clock: it starts at ``START`` and moves only when told."""
+
     def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(now)
 
 
 def config_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

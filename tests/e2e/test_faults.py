@@ -23,7 +23,7 @@ import yaml
 from sidecar.config import load_config
 from sidecar.context import Sidecar
 from sidecar.service import TwoFactor
-from sidecar.storage import make_storage
+from sidecar.wiring import make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
 
@@ -45,7 +45,7 @@ async def seed(config_path: Path) -> str:
     await storage.open()
     try:
         service = TwoFactor(config, storage)
-        from sidecar import totp
+        from sidecar.core import totp
         secret = await service.pending_secret("alice")
         result, _, generation = await service.complete_enrollment(
             "alice", totp.code_at(secret, time.time()), "127.0.0.1")

@@ -24,11 +24,11 @@ import httpx
 import pytest
 import yaml
 
-from sidecar import totp
 from sidecar.config import ENV_POSTGRES_DSN, load_config
 from sidecar.context import Sidecar
+from sidecar.core import totp
 from sidecar.service import STATE_CACHE_SECONDS, TwoFactor
-from sidecar.storage import make_storage
+from sidecar.wiring import make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
 from tests.e2e.test_faults import SESSION, auth, page

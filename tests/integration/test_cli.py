@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from sidecar import totp
 from sidecar.config import load_config
+from sidecar.core import totp
 from sidecar.service import Check, TwoFactor
-from sidecar.storage import make_storage
+from sidecar.wiring import make_storage
 from tests.conftest import config_dict
 
 

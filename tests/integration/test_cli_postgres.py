@@ -10,7 +10,7 @@ import pytest
 
 from sidecar.config import load_config
 from sidecar.service import TwoFactor
-from sidecar.storage import make_storage
+from sidecar.wiring import make_storage
 from tests.e2e.conftest import free_port
 from tests.integration.test_cli import enroll_and_lock, run, write_config
 from tests.pg import fresh_database_sync

@@ -1,7 +1,7 @@
 """Differential test: the sidecar's request reader against the parsers of real frameworks.
 
 Each row of ``ROWS`` is a request's raw header lines. The sidecar reads it with
-``sidecar.request`` (``read_cookies`` on every Cookie line, ``Headers.single`` for the
+``sidecar.core.request`` (``read_cookies`` on every Cookie line, ``Headers.single`` for the
 identity header ``Remote-User``); the same bytes go to Starlette (ASGI scope), Werkzeug/Flask
 and Django (WSGI environ built as servers do: repeated headers joined with ``,``, ``, `` or
 ``; ``, ``Remote_User`` folded into ``HTTP_REMOTE_USER``), Django's ``parse_cookie``,
@@ -53,8 +53,8 @@ import pytest
 from starlette.requests import Request as StarletteRequest
 from werkzeug.wrappers import Request as WerkzeugRequest
 
+from sidecar.core.request import Headers, read_cookies, read_identity_user
 from sidecar.errors import Ambiguous
-from sidecar.request import Headers, read_cookies, read_identity_user
 
 NODE_SCRIPT = Path(__file__).resolve().parents[1] / "differential" / "node_parse.js"
 WATCHED = frozenset({"demo_session", "totp_sidecar", "totp_sidecar_device"})

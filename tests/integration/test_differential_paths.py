@@ -18,14 +18,14 @@ from urllib.parse import unquote
 import pytest
 from starlette.routing import Match, Mount, Route, Router
 
-from sidecar.config import Rule
-from sidecar.policy import Level, rule_for
+from sidecar.core.policy import Level, Policy, Rule, Subject, Target
 
-RULES = (Rule("bypass", paths=("/login",)), Rule("bypass", paths=("/static/",)),
-         Rule("required", paths=("/reports",)), Rule("deny", paths=("/admin",)))
-DEFAULT = "optional"
-LEVEL_OF_ROUTE = {"login": "bypass", "static": "bypass", "reports": "required", "admin": "deny",
-                  "home": DEFAULT}
+RULES = (Rule(Level.BYPASS, paths=("/login",)), Rule(Level.BYPASS, paths=("/static/",)),
+         Rule(Level.REQUIRED, paths=("/reports",)), Rule(Level.DENY, paths=("/admin",)))
+DEFAULT = Level.OPTIONAL
+POLICY = Policy(RULES, DEFAULT)
+LEVEL_OF_ROUTE = {"login": Level.BYPASS, "static": Level.BYPASS, "reports": Level.REQUIRED,
+                  "admin": Level.DENY, "home": DEFAULT}
 
 PATHS = [
     "/admin", "/ADMIN", "/Admin/", "/admin;jsessionid=x", "/admin;", "/login/../admin",
@@ -124,7 +124,7 @@ READERS: dict[str, Callable[[str], str]] = {
 
 
 def sidecar_level(raw: str) -> Level:
-    return Level[rule_for(RULES, DEFAULT, "app.test", raw, "GET", "alice").level.upper()]
+    return POLICY.level_for(Target("app.test", raw), Subject("alice"))
 
 
 @pytest.mark.parametrize("raw", PATHS)
@@ -135,7 +135,7 @@ def test_the_sidecar_is_never_weaker_than_the_route_a_framework_takes(raw: str, 
     routed = ROUTERS[router](READERS[reader](raw))
     if routed is None:
         return  # the app answers 404 itself: nothing of it is reached
-    app_level = Level[LEVEL_OF_ROUTE[routed].upper()]
+    app_level = LEVEL_OF_ROUTE[routed]
     assert sidecar_level(raw) >= app_level, (raw, reader, router, routed)
 
 

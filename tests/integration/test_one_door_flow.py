@@ -357,7 +357,7 @@ async def test_bearer_header_beside_a_header_mode_session_still_needs_the_2fa_co
         tmp_path: Path, clock: FakeClock) -> None:
     """With the header resolver, alice's session (named by Remote-User from the trusted
     authenticator) plus any ``Authorization: Bearer`` passed as an API call (200)."""
-    from sidecar import totp
+    from sidecar.core import totp
 
     config = make_config(tmp_path, primary=HEADER_PRIMARY)
     app = create_app(config, clock=clock)

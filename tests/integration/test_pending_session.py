@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import totp
 from sidecar.config import parse_config
+from sidecar.core import totp
 from sidecar.service import Check, TwoFactor
 from sidecar.storage import SQLStorage
 from tests.conftest import ENCRYPTION_KEY, FakeClock, config_dict, new_key

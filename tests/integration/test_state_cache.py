@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import totp
+from sidecar.core import totp
 from sidecar.errors import StorageUnavailable
 from sidecar.service import STATE_CACHE_SECONDS, TwoFactor
 from sidecar.storage import SQLStorage

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sidecar import totp
+from sidecar.core import totp
 from sidecar.service import Check, CheckResult, TwoFactor
 from sidecar.storage import RESET, SQLStorage
 from tests.conftest import FakeClock, make_config

@@ -18,6 +18,7 @@ from sidecar.config import (
     load_config,
     parse_config,
 )
+from sidecar.core.policy import Level
 from sidecar.errors import ConfigError
 
 KEY = "s" * 40
@@ -40,7 +41,7 @@ def test_minimal_config_has_defaults(tmp_path: Path) -> None:
     assert config.cookie.max_age == 12 * 3600
     assert config.totp.digits == 6 and config.totp.period == 30 and config.totp.algorithm == "SHA1"
     assert config.prefix == "/_2fa"
-    assert config.default_level == "optional"
+    assert config.default_level is Level.OPTIONAL
 
 
 def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:

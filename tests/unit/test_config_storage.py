@@ -9,8 +9,9 @@ import pytest
 
 from sidecar.config import ENV_POSTGRES_DSN, PostgresConfig, SQLiteConfig, load_config, parse_config
 from sidecar.errors import ConfigError
-from sidecar.storage import SQLiteStorage, make_storage
+from sidecar.storage import SQLiteStorage
 from sidecar.storage_pg import PostgresStorage, describe, numbered
+from sidecar.wiring import make_storage
 from tests.unit.test_config import base
 
 DSN = "postgresql://sidecar:s3cret-pw@db.internal:5433/totp"

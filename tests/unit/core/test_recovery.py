@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar import recovery
+from sidecar.core import recovery
 
 
 def test_twenty_distinct_codes() -> None:

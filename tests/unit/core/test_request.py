@@ -1,4 +1,4 @@
-"""The one door (sidecar.request): what a request says, read once, and when it is ambiguous."""
+"""The one door (sidecar.core.request): what a request says, read once, and when it is ambiguous."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from sidecar.core.request import Door, Headers, Reading, read_cookies
 from sidecar.errors import Ambiguous, BadForwardedRequest
-from sidecar.request import Door, Headers, Reading, read_cookies
 
 OWN = ("totp_sidecar", "totp_sidecar_device")
 WATCHED = frozenset({"demo_session", *OWN})

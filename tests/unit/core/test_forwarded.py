@@ -6,8 +6,7 @@ import ipaddress
 
 import pytest
 
-from sidecar.errors import BadForwardedRequest
-from sidecar.forwarded import (
+from sidecar.core.forwarded import (
     TrustedProxies,
     original_for_forward,
     original_for_nginx,
@@ -17,6 +16,7 @@ from sidecar.forwarded import (
     safe_redirect,
     wants_html,
 )
+from sidecar.errors import BadForwardedRequest
 
 
 def test_nginx_original_url() -> None:

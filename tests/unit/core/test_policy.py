@@ -8,27 +8,37 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.config import Rule
-from sidecar.policy import (
+from sidecar.core.paths import Variant, normalize_path, path_variants, strip_parameters
+from sidecar.core.policy import (
     DENY_RULE,
     Facts,
     Level,
     Outcome,
-    Variant,
+    Policy,
+    Rule,
+    Subject,
+    Target,
     decide,
-    level_for,
-    normalize_path,
-    path_variants,
-    rule_for,
     rule_matches,
     strictness,
-    strip_parameters,
 )
 
 A = Outcome.ALLOW
 C = Outcome.CHALLENGE
 E = Outcome.ENROLL
 D = Outcome.DENY
+
+
+def rule_for(rules: tuple[Rule, ...], default: str, host: str, path: str, method: str,
+             user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> Rule:
+    """``Policy.rule_for`` spelled flat, for the tables below."""
+    return Policy(rules, Level(default), own_prefix).rule_for(Target(host, path, method),
+                                                              Subject(user, groups))
+
+
+def level_for(rules: tuple[Rule, ...], default: str, host: str, path: str, method: str,
+              user: str | None, own_prefix: str = "", groups: tuple[str, ...] = ()) -> Level:
+    return rule_for(rules, default, host, path, method, user, own_prefix, groups).level
 
 
 @pytest.mark.parametrize(
@@ -58,7 +68,7 @@ D = Outcome.DENY
 )
 def test_decide(level: str, user: str | None, enrolled: bool, verified: bool,
                 expected: Outcome) -> None:
-    assert decide(Facts(level, user, enrolled, verified)) is expected
+    assert decide(Facts(Level(level), user, enrolled, verified)) is expected
 
 
 @pytest.mark.parametrize(
@@ -92,12 +102,12 @@ def test_normalize_path(raw: str, expected: str | None) -> None:
 
 
 RULES = (
-    Rule("bypass", paths=("/static/", "/login")),
-    Rule("deny", paths=("/internal",)),
-    Rule("required", hosts=("*.admin.test",)),
-    Rule("required", paths=("/billing",), methods=frozenset({"POST"})),
-    Rule("required", users=frozenset({"carol"})),
-    Rule("bypass", path_regex=re.compile(r"^/health(z)?$")),
+    Rule(Level.BYPASS, paths=("/static/", "/login")),
+    Rule(Level.DENY, paths=("/internal",)),
+    Rule(Level.REQUIRED, hosts=("*.admin.test",)),
+    Rule(Level.REQUIRED, paths=("/billing",), methods=frozenset({"POST"})),
+    Rule(Level.REQUIRED, users=frozenset({"carol"})),
+    Rule(Level.BYPASS, path_regex=re.compile(r"^/health(z)?$")),
 )
 
 
@@ -135,11 +145,11 @@ RULES = (
     ],
 )
 def test_level_for(host: str, path: str, method: str, user: str | None, expected: str) -> None:
-    assert level_for(RULES, "optional", host, path, method, user, own_prefix="/_2fa") == expected
+    assert level_for(RULES, "optional", host, path, method, user, own_prefix="/_2fa") is Level(expected)
 
 
 def test_default_level_applies_when_nothing_matches() -> None:
-    assert level_for((), "required", "app.test", "/", "GET", "alice") == "required"
+    assert level_for((), "required", "app.test", "/", "GET", "alice") is Level.REQUIRED
 
 
 @pytest.mark.parametrize(
@@ -153,23 +163,23 @@ def test_default_level_applies_when_nothing_matches() -> None:
     ],
 )
 def test_api_clients(credential: str, bearer_passes: bool, verified: bool, expected: Outcome) -> None:
-    facts = Facts("optional", "alice", True, verified, credential, bearer_passes)
+    facts = Facts(Level.OPTIONAL, "alice", True, verified, credential, bearer_passes)
     assert decide(facts) is expected
-    assert decide(Facts("optional", "alice", False, False, credential, bearer_passes)) is A
+    assert decide(Facts(Level.OPTIONAL, "alice", False, False, credential, bearer_passes)) is A
 
 
 def test_group_rules() -> None:
-    rules = (Rule("required", groups=frozenset({"admins"})),)
-    assert level_for(rules, "optional", "h", "/", "GET", "carol", groups=("admins", "x")) == "required"
-    assert level_for(rules, "optional", "h", "/", "GET", "alice", groups=("staff",)) == "optional"
-    assert level_for(rules, "optional", "h", "/", "GET", None) == "optional"
+    rules = (Rule(Level.REQUIRED, groups=frozenset({"admins"})),)
+    assert level_for(rules, "optional", "h", "/", "GET", "carol", groups=("admins", "x")) is Level.REQUIRED
+    assert level_for(rules, "optional", "h", "/", "GET", "alice", groups=("staff",)) is Level.OPTIONAL
+    assert level_for(rules, "optional", "h", "/", "GET", None) is Level.OPTIONAL
 
 
 #: The rules of the attacker's report: what Tomcat, Spring or Express route differently.
 ROUTING = (
-    Rule("bypass", paths=("/login", "/static/")),
-    Rule("required", paths=("/reports",)),
-    Rule("deny", paths=("/internal", "/admin")),
+    Rule(Level.BYPASS, paths=("/login", "/static/")),
+    Rule(Level.REQUIRED, paths=("/reports",)),
+    Rule(Level.DENY, paths=("/internal", "/admin")),
 )
 
 
@@ -218,7 +228,8 @@ ROUTING = (
     ],
 )
 def test_strictest_variant_wins(path: str, expected: str) -> None:
-    assert level_for(ROUTING, "optional", "app.test", path, "GET", "alice", own_prefix="/_2fa") == expected
+    level = level_for(ROUTING, "optional", "app.test", path, "GET", "alice", own_prefix="/_2fa")
+    assert level is Level(expected)
 
 
 @pytest.mark.parametrize(("path", "expected"), [
@@ -227,7 +238,7 @@ def test_strictest_variant_wins(path: str, expected: str) -> None:
     ("/Two-Factor/..;/x", "required"),
 ])
 def test_a_prefix_in_capitals(path: str, expected: str) -> None:
-    assert level_for((), "required", "h", path, "GET", "alice", own_prefix="/Two-Factor") == expected
+    assert level_for((), "required", "h", path, "GET", "alice", own_prefix="/Two-Factor") is Level(expected)
 
 
 @pytest.mark.parametrize(
@@ -257,9 +268,9 @@ def test_strip_parameters(path: str, expected: str) -> None:
 
 def test_levels_are_ranked() -> None:
     assert Level.DENY > Level.REQUIRED > Level.OPTIONAL > Level.BYPASS
-    ordered = [Rule("bypass"), Rule("optional"), Rule("optional", step_up=600),
-               Rule("optional", step_up=60), Rule("required"), Rule("required", step_up=60),
-               Rule("deny")]
+    ordered = [Rule(Level.BYPASS), Rule(Level.OPTIONAL), Rule(Level.OPTIONAL, step_up=600),
+               Rule(Level.OPTIONAL, step_up=60), Rule(Level.REQUIRED), Rule(Level.REQUIRED, step_up=60),
+               Rule(Level.DENY)]
     assert sorted(reversed(ordered), key=strictness) == ordered
 
 
@@ -273,13 +284,15 @@ def test_levels_are_ranked() -> None:
     ],
 )
 def test_step_up_window_breaks_ties(path: str, step_up: int) -> None:
-    rules = (Rule("optional", paths=("/A",), step_up=60), Rule("optional", paths=("/a", "/b"), step_up=600),
-             Rule("optional", paths=("/c;x",), step_up=300), Rule("optional", paths=("/c",), step_up=30))
+    rules = (Rule(Level.OPTIONAL, paths=("/A",), step_up=60),
+             Rule(Level.OPTIONAL, paths=("/a", "/b"), step_up=600),
+             Rule(Level.OPTIONAL, paths=("/c;x",), step_up=300),
+             Rule(Level.OPTIONAL, paths=("/c",), step_up=30))
     assert rule_for(rules, "optional", "h", path, "GET", "alice").step_up == step_up
 
 
 def test_a_tie_keeps_the_plain_paths_rule() -> None:
-    rules = (Rule("required", paths=("/x;y",)), Rule("required", paths=("/x",)))
+    rules = (Rule(Level.REQUIRED, paths=("/x;y",)), Rule(Level.REQUIRED, paths=("/x",)))
     assert rule_for(rules, "optional", "h", "/x;y", "GET", None) is rules[0]
 
 
@@ -290,16 +303,16 @@ def test_unnormalizable_path_is_denied() -> None:
 @pytest.mark.parametrize(
     ("rule", "path", "folded", "matches"),
     [
-        (Rule("deny", paths=("/Admin",)), "/admin", True, True),
-        (Rule("deny", paths=("/Admin",)), "/admin", False, False),
-        (Rule("deny", path_regex=re.compile(r"^/Admin$")), "/admin", True, True),
-        (Rule("deny", path_regex=re.compile(r"^/Admin$")), "/admin", False, False),
-        (Rule("deny", path_regex=re.compile(r"^/admin$")), "/admin", True, True),
+        (Rule(Level.DENY, paths=("/Admin",)), "/admin", True, True),
+        (Rule(Level.DENY, paths=("/Admin",)), "/admin", False, False),
+        (Rule(Level.DENY, path_regex=re.compile(r"^/Admin$")), "/admin", True, True),
+        (Rule(Level.DENY, path_regex=re.compile(r"^/Admin$")), "/admin", False, False),
+        (Rule(Level.DENY, path_regex=re.compile(r"^/admin$")), "/admin", True, True),
     ],
 )
 def test_folded_variants_match_case_insensitively(rule: Rule, path: str, folded: bool,
                                                   matches: bool) -> None:
-    assert rule_matches(rule, "h", path, "GET", None, folded=folded) is matches
+    assert rule_matches(rule, Target("h", path), Subject(None), folded=folded) is matches
 
 
 @pytest.mark.parametrize(
@@ -308,13 +321,13 @@ def test_folded_variants_match_case_insensitively(rule: Rule, path: str, folded:
      ("app.testx", False), ("[::1]:8443", False)],
 )
 def test_rule_hosts_ignore_port_and_trailing_dot(host: str, matches: bool) -> None:
-    assert rule_matches(Rule("deny", hosts=("app.test",)), host, "/", "GET", None) is matches
+    assert rule_matches(Rule(Level.DENY, hosts=("app.test",)), Target(host, "/"), Subject(None)) is matches
 
 
 def test_ipv6_rule_host() -> None:
-    rule = Rule("deny", hosts=("[::1]",))
-    assert rule_matches(rule, "[::1]:8443", "/", "GET", None)
-    assert rule_matches(rule, "[::1]", "/", "GET", None)
+    rule = Rule(Level.DENY, hosts=("[::1]",))
+    assert rule_matches(rule, Target("[::1]:8443", "/"), Subject(None))
+    assert rule_matches(rule, Target("[::1]", "/"), Subject(None))
 
 
 SEGMENT = st.one_of(st.sampled_from(["login", "static", "reports", "internal", "admin", "_2fa",
@@ -325,8 +338,7 @@ PARAMETER = st.text(alphabet="abcxyz=.;%/3bB", max_size=6).map(lambda p: ";" + p
 
 
 def _rank(path: str) -> int:
-    return Level[level_for(ROUTING, "optional", "app.test", path, "GET", "alice", own_prefix="/_2fa")
-                 .upper()]
+    return level_for(ROUTING, "optional", "app.test", path, "GET", "alice", own_prefix="/_2fa").rank
 
 
 @settings(max_examples=300, deadline=None)

@@ -44,6 +44,10 @@ FORWARDED_HEADERS = frozenset({
     "x-forwarded-prefix", "forwarded",
 })
 ALWAYS_SINGLE = frozenset({"authorization", "accept", "x-request-id", "user-agent"})
+#: The password-reset gate's own cookies (fixed names; the 2FA and device cookies are configured).
+RESET_NONCE_COOKIE = "totp_sidecar_reset"
+RESET_GRANT_COOKIE = "totp_sidecar_reset_grant"
+RESET_COOKIES = (RESET_NONCE_COOKIE, RESET_GRANT_COOKIE)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar import recovery, totp
-from sidecar.config import Rule
-from sidecar.cookies import Pass, PassCodec
+from sidecar.core import recovery, totp
+from sidecar.core.forwarded import original_for_forward, original_for_nginx, safe_redirect, wants_html
+from sidecar.core.paths import normalize_path
+from sidecar.core.policy import Facts, Level, Outcome, Policy, Rule, Subject, Target, decide
+from sidecar.core.tokens import Pass, Passes
 from sidecar.errors import BadForwardedRequest
-from sidecar.forwarded import original_for_forward, original_for_nginx, safe_redirect, wants_html
-from sidecar.policy import Facts, Outcome, decide, level_for, normalize_path
 
 FAST = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 nasty_text = st.one_of(
@@ -23,20 +23,19 @@ nasty_text = st.one_of(
     st.text(alphabet="/\\.%2eEfF5cC0\x00?#@:; \t", max_size=60),
     st.integers(0, 20_000).map(lambda n: "/" + "a" * n),
 )
-LEVELS = ("bypass", "optional", "required", "deny")
 
 
 @FAST
-@given(st.sampled_from(LEVELS), st.one_of(st.none(), st.text(min_size=1)), st.booleans(),
+@given(st.sampled_from(list(Level)), st.one_of(st.none(), st.text(min_size=1)), st.booleans(),
        st.booleans(), st.sampled_from(("session", "basic", "bearer")), st.booleans())
-def test_decide_never_allows_an_unverified_enrolled_user(level: str, user: str | None,
+def test_decide_never_allows_an_unverified_enrolled_user(level: Level, user: str | None,
                                                          enrolled: bool, verified: bool,
                                                          credential: str, bearer_passes: bool) -> None:
     outcome = decide(Facts(level, user, enrolled, verified, credential, bearer_passes))
     assert isinstance(outcome, Outcome)
-    if level == "deny":
+    if level is Level.DENY:
         assert outcome is Outcome.DENY
-    if outcome is Outcome.ALLOW and user is not None and enrolled and level != "bypass":
+    if outcome is Outcome.ALLOW and user is not None and enrolled and level is not Level.BYPASS:
         assert verified or (credential == "bearer" and bearer_passes)
 
 
@@ -53,15 +52,15 @@ def test_normalized_paths_are_clean(raw: str) -> None:
     assert normalize_path(path) == path  # stable: normalizing twice changes nothing
 
 
-BYPASS_STATIC = (Rule("bypass", paths=("/static/",)),)
+BYPASS_STATIC = Policy((Rule(Level.BYPASS, paths=("/static/",)),), Level.REQUIRED)
 
 
 @FAST
 @given(nasty_text)
 def test_only_paths_really_below_static_are_bypassed(raw: str) -> None:
-    level = level_for(BYPASS_STATIC, "required", "app.test", raw, "GET", "alice")
+    level = BYPASS_STATIC.level_for(Target("app.test", raw), Subject("alice"))
     path = normalize_path(raw)
-    if level == "bypass":
+    if level is Level.BYPASS:
         assert path is not None and (path == "/static" or path.startswith("/static/"))
 
 
@@ -70,7 +69,7 @@ def test_only_paths_really_below_static_are_bypassed(raw: str) -> None:
 def test_tricks_in_front_of_admin_never_reach_bypass(suffix: str) -> None:
     for prefix in ("/static/../", "/static/%2e%2e/", "/static/%252e%252e/", "/static\\..\\"):
         raw = prefix + "admin" + suffix.replace("/", "")
-        assert level_for(BYPASS_STATIC, "required", "app.test", raw, "GET", "alice") != "bypass"
+        assert BYPASS_STATIC.level_for(Target("app.test", raw), Subject("alice")) is not Level.BYPASS
 
 
 @FAST
@@ -101,7 +100,7 @@ def test_code_parsers_accept_only_what_they_should(text: str) -> None:
     assert step is None or code is not None
 
 
-CODEC = PassCodec(("k" * 40,))
+CODEC = Passes(("k" * 40,))
 
 
 @FAST

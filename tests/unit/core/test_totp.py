@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from sidecar import totp
+from sidecar.core import totp
 
 SEED_SHA1 = base64.b32encode(b"12345678901234567890").decode()
 SEED_SHA256 = base64.b32encode(b"12345678901234567890123456789012").decode()
