@@ -22,9 +22,12 @@ from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
 from sidecar.core.forwarded import redirect_entry
 from sidecar.core.policy import Level, Rule
 from sidecar.errors import ConfigError, Problem
-from sidecar.i18n import LANGUAGES, SOURCE_LANGUAGE
 
 T = TypeVar("T")
+
+#: Every language the sidecar has a catalogue for (``sidecar/locale``); English is the source.
+LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "ja")
+SOURCE_LANGUAGE = "en"
 
 LEVELS = tuple(level.value for level in Level)
 MIN_KEY_LENGTH = 32

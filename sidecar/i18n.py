@@ -66,9 +66,8 @@ from typing import Any
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-#: Every language the sidecar has a catalogue for; English is the source language.
-LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "ja")
-SOURCE_LANGUAGE = "en"
+from sidecar.config import LANGUAGES, SOURCE_LANGUAGE
+
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "messages"
 #: ``pybabel extract`` arguments besides ``-F babel.cfg -o FILE DIR`` (kept in one place: the

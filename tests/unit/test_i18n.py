@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar import i18n
+from sidecar.config import LANGUAGES
 from sidecar.i18n import (
     EXTRACT_OPTIONS,
-    LANGUAGES,
     LOCALE_DIR,
     LanguageMiddleware,
     gettext,
