@@ -168,15 +168,3 @@ def test_admin_reset_from_the_command_line_is_announced(tmp_path: Path, receiver
     assert result.returncode == 0, result.stderr
     assert [r["event"] for r in receiver.received] == ["enabled", "admin_reset"]
     assert "administrator removed" in box.messages[-1]["Subject"]
-
-
-def test_notify_config_problems(tmp_path: Path) -> None:
-    from sidecar.errors import ConfigError
-    with pytest.raises(ConfigError) as info:
-        make_config(tmp_path, notify={"events": ["enabled", "birthday"],
-                                      "webhook": {"url": "ftp://x", "secret": "short"},
-                                      "email": {"port": 25}})
-    joined = "\n".join(info.value.lines)
-    for key in ("notify.events", "notify.webhook.url", "notify.webhook.secret",
-                "notify.email.host", "notify.email.from"):
-        assert key in joined

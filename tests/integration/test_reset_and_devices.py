@@ -98,14 +98,6 @@ async def test_gate_form_needs_its_csrf_token(tmp_path: Path, clock: FakeClock) 
         assert refused.status_code == 403 and "totp_sidecar_reset_grant" not in visitor.cookies
 
 
-async def test_reset_config_problems(tmp_path: Path) -> None:
-    from sidecar.errors import ConfigError
-    with pytest.raises(ConfigError) as info:
-        make_config(tmp_path, password_reset={"paths": ["not a path"]})
-    joined = "\n".join(info.value.lines)
-    assert "password_reset.paths" in joined and "password_reset.app_url" in joined
-
-
 REMEMBER = {"enabled": True, "max_days": 30}
 
 

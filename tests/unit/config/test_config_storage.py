@@ -12,7 +12,7 @@ from sidecar.errors import ConfigError
 from sidecar.storage import SQLiteStorage
 from sidecar.storage_pg import PostgresStorage, describe, numbered
 from sidecar.wiring import make_storage
-from tests.unit.test_config import base
+from tests.unit.config.test_config import base
 
 DSN = "postgresql://sidecar:s3cret-pw@db.internal:5433/totp"
 

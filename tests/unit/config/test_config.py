@@ -122,7 +122,7 @@ def test_yaml_errors_and_non_mappings(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid() -> None:
-    example = Path(__file__).parents[2] / "config.example.yaml"
+    example = Path(__file__).parents[3] / "config.example.yaml"
     config = load_config(example, {ENV_SIGNING_KEYS: "x" * 40, ENV_HASH_KEY: "y" * 40,
                                    ENV_ENCRYPTION_KEYS: "z" * 40})
     assert config.rules

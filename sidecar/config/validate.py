@@ -1,0 +1,359 @@
+"""Validate a parsed YAML document whole: every problem collected with its key path.
+
+Each key is read as its schema entry says (``sidecar.config.reader``); what one key means for
+another (``introspect`` needs a URL, ``paths`` need ``app_url``, a secret must be long) is
+checked here, section by section. ``config_warnings`` names what is allowed but likely a
+mistake.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
+from sidecar.config.model import (
+    ApiConfig,
+    BrandingConfig,
+    Config,
+    CookieConfig,
+    EmailConfig,
+    HeaderResolverConfig,
+    IntrospectConfig,
+    LanguagesConfig,
+    NotifyConfig,
+    PostgresConfig,
+    PrimaryConfig,
+    RememberConfig,
+    ResetConfig,
+    ServerConfig,
+    SQLiteConfig,
+    StorageConfig,
+    ThrottleConfig,
+    TotpConfig,
+    WebhookConfig,
+)
+from sidecar.config.reader import Reader
+from sidecar.config.schema import (
+    ENV_POSTGRES_DSN,
+    HTTP_METHODS,
+    KEYS,
+    LANGUAGES,
+    LEVELS,
+    MIN_KEY_LENGTH,
+    SOURCE_LANGUAGE,
+)
+from sidecar.config.values import Network
+from sidecar.core.policy import Level, Rule
+from sidecar.errors import ConfigError, Problem
+
+KEY_HINT = "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+
+
+# -- the sections, in the order of the schema --------------------------------------------------
+def _every_address(networks: tuple[Network, ...]) -> str:
+    """The first network of prefix length 0 (``0.0.0.0/0``, ``::/0``), or ""."""
+    return next((str(network) for network in networks if network.prefixlen == 0), "")
+
+
+def _server(r: Reader, data: dict[str, Any]) -> ServerConfig:
+    s = r.section(data, "server")
+    return ServerConfig(r.value(s, "server.host"), r.value(s, "server.port"),
+                        r.value(s, "server.trusted_proxies"), r.value(s, "server.log_level"))
+
+
+def _primary(r: Reader, data: dict[str, Any], server: ServerConfig) -> PrimaryConfig:
+    p = r.section(data, "primary")
+    h = r.section(p, "primary.header")
+    i = r.section(p, "primary.introspect")
+    resolver = r.value(p, "primary.resolver")
+    values = {key.name: r.value(i, key.path) for key in KEYS.values()
+              if key.parent == "primary.introspect"}
+    values["timeout_seconds"] = float(values["timeout_seconds"])
+    introspect = IntrospectConfig(**values)
+    if resolver == "introspect" and not introspect.url:
+        r.problem("primary.introspect.url", "is required when primary.resolver is introspect")
+    header = HeaderResolverConfig(*(r.value(h, f"primary.header.{name}")
+                                    for name in ("user", "email", "name", "groups")))
+    if resolver == "header" and (everyone := _every_address(server.trusted_proxies)):
+        r.problem("server.trusted_proxies", f"{everyone} trusts every address: with primary.resolver"
+                  f" header any client could send {header.user}: <someone> and be that user;"
+                  " name only your proxies' addresses")
+    return PrimaryConfig(resolver, r.value(p, "primary.session_cookies"), header, introspect)
+
+
+def _simple(r: Reader, data: dict[str, Any], path: str, kind: type[Any]) -> Any:
+    """A section whose keys are, by name, the fields of ``kind``."""
+    section = r.section(data, path)
+    return kind(**{key.name: r.value(section, key.path) for key in KEYS.values()
+                   if key.parent == path})
+
+
+def _reset(r: Reader, data: dict[str, Any]) -> ResetConfig:
+    reset: ResetConfig = _simple(r, data, "password_reset", ResetConfig)
+    for path in reset.paths:
+        if not re.fullmatch(r"(/[A-Za-z0-9_.~-]+)+/?", path):
+            r.problem("password_reset.paths", f"{path!r} must be a plain path such as /password/reset")
+    if reset.paths and not reset.app_url:
+        r.problem("password_reset.app_url", "is required with password_reset.paths (where "
+                  "the sidecar forwards the reset page once the code was entered)")
+    return reset
+
+
+def _keys(r: Reader, data: dict[str, Any], path: str) -> tuple[str, ...]:
+    """A required secret of ``secrets``: strings (or one) of at least MIN_KEY_LENGTH."""
+    key = KEYS[path]
+    found = r.secret(data, key)
+    if found is None:
+        return ()
+    where, value = found
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) for v in values):
+        r.problem(where, "must be a string" + (" or a list of strings" if key.many else ""))
+        return ()
+    for index, item in enumerate(values):
+        if len(item) < MIN_KEY_LENGTH:
+            label = f"{where}[{index}]" if key.many and isinstance(value, list) else where
+            r.problem(label, f"is too short: use at least {MIN_KEY_LENGTH} random characters "
+                      + KEY_HINT)
+    return tuple(values)
+
+
+def _optional_secret(r: Reader, data: dict[str, Any], path: str) -> str:
+    found = r.secret(data, KEYS[path])
+    if found is None:
+        return ""
+    where, value = found
+    if not isinstance(value, str):
+        r.problem(where, "must be a string")
+        return ""
+    return value
+
+
+def _notify(r: Reader, data: dict[str, Any]) -> NotifyConfig:
+    n = r.section(data, "notify")
+    webhook = email = None
+    if n.get("webhook") is not None:
+        w = r.section(n, "notify.webhook")
+        url = r.value(w, "notify.webhook.url")
+        if not url:
+            r.problem("notify.webhook.url", "is required (an http:// or https:// URL)")
+        secret = _optional_secret(r, w, "notify.webhook.secret")
+        if len(secret) < MIN_KEY_LENGTH:
+            r.problem("notify.webhook.secret", f"is required, at least {MIN_KEY_LENGTH} characters"
+                      f" (or secret_file, or {KEYS['notify.webhook.secret'].env}): it signs the body")
+        webhook = WebhookConfig(url, secret, r.value(w, "notify.webhook.timeout_seconds"),
+                                r.value(w, "notify.webhook.retries"))
+    if n.get("email") is not None:
+        e = r.section(n, "notify.email")
+        host, sender = r.value(e, "notify.email.host"), r.value(e, "notify.email.from")
+        for name, value in (("host", host), ("from", sender)):
+            if not value:
+                r.problem(f"notify.email.{name}", "is required")
+        email = EmailConfig(host, sender, r.value(e, "notify.email.port"),
+                            r.value(e, "notify.email.security"), r.value(e, "notify.email.username"),
+                            _optional_secret(r, e, "notify.email.password"),
+                            r.value(e, "notify.email.retries"))
+    return NotifyConfig(r.value(n, "notify.events"), webhook, email)
+
+
+def _rule(r: Reader, item: dict[str, Any], at: str) -> Rule:
+    r.unknown(item, "rules[]", at)
+
+    def read(name: str) -> Any:
+        return r.value(item, f"rules[].{name}", at)
+
+    level = read("level")
+    if "level" not in item:
+        r.problem(f"{at}level", f"is required (one of {', '.join(LEVELS)})")
+    methods = read("methods")
+    for method in methods:
+        if method.upper() not in HTTP_METHODS:
+            r.problem(f"{at}methods", f"{method!r} is not an HTTP method")
+    step_up = read("step_up")
+    if step_up and level in ("bypass", "deny"):
+        r.problem(f"{at}step_up", f"has no meaning with level {level}")
+    return Rule(level=Level(level) if level else Level.DENY,  # a missing level is a problem already
+                hosts=tuple(h.lower().rstrip(".") for h in read("host") + read("hosts")),
+                paths=read("path") + read("paths"), path_regex=read("path_regex"),
+                methods=frozenset(m.upper() for m in methods), users=frozenset(read("users")),
+                groups=frozenset(read("groups")), step_up=step_up)
+
+
+def _rules(r: Reader, value: Any) -> tuple[Rule, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        r.problem("rules", "must be a list of rules")
+        return ()
+    rules = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            r.problem(f"rules[{index}]", "must be a mapping")
+            continue
+        rules.append(_rule(r, item, f"rules[{index}]."))
+    return tuple(rules)
+
+
+def _is_postgres_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("postgres", "postgresql")
+
+
+def _storage(r: Reader, data: dict[str, Any]) -> StorageConfig:
+    """Exactly one of ``storage.sqlite`` and ``storage.postgres`` (or the DSN's env variable)."""
+    st = r.section(data, "storage")
+    env_dsn = r.environ.get(ENV_POSTGRES_DSN, "").strip()
+    postgres = "postgres" in st or bool(env_dsn)
+    if "sqlite" in st and postgres:
+        also = "" if "postgres" in st else f" (the environment variable {ENV_POSTGRES_DSN} is set)"
+        r.problem("storage", f"give exactly one of storage.sqlite and storage.postgres{also}")
+        return SQLiteConfig("")
+    if not postgres:
+        path = r.value(r.section(st, "storage.sqlite"), "storage.sqlite.path")
+        if not path:
+            r.problem("storage.sqlite.path", "is required (the SQLite database file;"
+                      " or storage.postgres.dsn for PostgreSQL)")
+        elif path != ":memory:":
+            path = str(r.path(path))
+        return SQLiteConfig(path)
+    found = r.secret(r.section(st, "storage.postgres"), KEYS["storage.postgres.dsn"])
+    if found is None:
+        return PostgresConfig("")
+    where, dsn = found
+    # The value is never echoed: it may carry a password.
+    if not isinstance(dsn, str) or not _is_postgres_url(dsn.strip()):
+        r.problem(where, "must be a URL such as postgresql://user:password@host:5432/dbname")
+        return PostgresConfig("")
+    return PostgresConfig(dsn.strip())
+
+
+def _branding(r: Reader, data: dict[str, Any], issuer: str) -> BrandingConfig:
+    """``branding.*``; the top-level ``support_contact`` of older configs still counts."""
+    b = r.section(data, "branding")
+    name = r.value(b, "branding.product_name").strip()
+    logo_url = r.value(b, "branding.logo_url")
+    if logo_url and (why := logo_url_problem(logo_url)):
+        r.problem("branding.logo_url", why)
+        logo_url = ""
+    logo_data = ""
+    if b.get("logo_file") is not None:
+        if "logo_url" in b:
+            r.problem("branding.logo_file", "give only one of branding.logo_url and "
+                      "branding.logo_file")
+        elif not isinstance(b["logo_file"], str):
+            r.problem("branding.logo_file", "must be a file path (a PNG or SVG file)")
+        else:
+            try:
+                logo_data = logo_data_uri(r.path(b["logo_file"]))
+            except ValueError as exc:
+                r.problem("branding.logo_file", str(exc))
+    accent = r.value(b, "branding.accent_color")
+    if accent and (why := accent_problem(accent)):
+        r.problem("branding.accent_color", f"{why} (got {accent!r})")
+        accent = ""
+    contact = r.value(b, "branding.support_contact")
+    older = r.value(data, "support_contact")
+    if contact and older and contact != older:
+        r.problem("support_contact", "is given twice, differently: keep only "
+                  "branding.support_contact")
+    return BrandingConfig(name or issuer, logo_url, logo_data, accent.lower(), contact or older)
+
+
+def _languages(r: Reader, data: dict[str, Any]) -> LanguagesConfig:
+    lg = r.section(data, "languages")
+    enabled = tuple(dict.fromkeys(r.value(lg, "languages.enabled")))
+    if not enabled:
+        r.problem("languages.enabled", f"must name at least one of {', '.join(LANGUAGES)}")
+        enabled = LANGUAGES
+    before = len(r.problems)
+    default = r.value(lg, "languages.default") if lg.get("default") is not None else ""
+    if len(r.problems) > before:
+        default = ""  # not a language at all: a problem already
+    if default and default not in enabled:
+        r.problem("languages.default", f"{default!r} is not in languages.enabled")
+    if not default or default not in enabled:
+        default = SOURCE_LANGUAGE if SOURCE_LANGUAGE in enabled else enabled[0]
+    return LanguagesConfig(default, enabled)
+
+
+def parse_config(data: Any, environ: dict[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    """Validate a parsed YAML document; raise ConfigError listing every problem."""
+    r = Reader(dict(os.environ) if environ is None else environ, base_dir or Path.cwd())
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("(top level)", "must be a mapping of keys to values")])
+    r.unknown(data, "")
+    server = _server(r, data)
+    primary = _primary(r, data, server)
+    totp: TotpConfig = _simple(r, data, "totp", TotpConfig)
+    secrets = r.section(data, "secrets")
+    signing_keys = _keys(r, secrets, "secrets.signing_keys")
+    hash_keys = _keys(r, secrets, "secrets.hash_key")
+    encryption_keys = _keys(r, secrets, "secrets.encryption_keys")
+    storage = _storage(r, data)
+    branding = _branding(r, data, totp.issuer)
+    config = Config(
+        signing_keys=signing_keys,
+        hash_key=hash_keys[0] if hash_keys else "",
+        encryption_keys=encryption_keys,
+        storage=storage,
+        server=server,
+        primary=primary,
+        cookie=_simple(r, data, "cookie", CookieConfig),
+        totp=totp,
+        throttle=_simple(r, data, "throttle", ThrottleConfig),
+        api=_simple(r, data, "api", ApiConfig),
+        notify=_notify(r, data),
+        remember_device=_simple(r, data, "remember_device", RememberConfig),
+        password_reset=_reset(r, data),
+        prefix=r.value(data, "prefix"),
+        allowed_redirect_hosts=r.value(r.section(data, "redirects"), "redirects.allowed_hosts"),
+        default_level=Level(r.value(data, "default_level")),
+        rules=_rules(r, data.get("rules")),
+        support_contact=branding.support_contact,
+        branding=branding,
+        languages=_languages(r, data),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def _is_loopback_host(hostname: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1."""
+    if hostname.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is allowed but likely a mistake, one ``key: message`` line each (never a problem)."""
+    warnings = []
+    proxies = config.server.trusted_proxies
+    if config.primary.resolver == "introspect" and (everyone := _every_address(proxies)):
+        warnings.append(f"server.trusted_proxies: {everyone} trusts every address: any client may send"
+                        " X-Forwarded-* headers (host, path, client address) to /auth")
+    if config.primary.resolver == "header" and not proxies:
+        warnings.append("server.trusted_proxies: is empty: with primary.resolver header no request"
+                        " can be believed, so every /auth request is refused")
+    url = config.primary.introspect.url
+    if config.primary.resolver == "introspect" and url:
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not _is_loopback_host(parts.hostname or ""):
+            warnings.append("primary.introspect.url: plain http to a host that is not loopback: the"
+                            " users' session cookies cross the network unencrypted; use https")
+    return warnings
