@@ -13,7 +13,7 @@ from sidecar.storage import SQLiteStorage, Storage
 def make_storage(config: Config) -> Storage:
     """The storage the config names: a SQLite file, or a PostgreSQL database."""
     if isinstance(config.storage, PostgresConfig):
-        from sidecar.storage_pg import PostgresStorage  # asyncpg is loaded only when used
+        from sidecar.storage.postgres import PostgresStorage  # asyncpg is loaded only when used
 
         return PostgresStorage(config.storage.dsn)
     return SQLiteStorage(config.storage.path)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from sidecar.storage_pg import describe
+from sidecar.storage.postgres import describe
 
 MAINTENANCE_DSN = os.environ.get("TOTP_SIDECAR_TEST_POSTGRES",
                                  "postgresql://postgres@127.0.0.1:5432/postgres")

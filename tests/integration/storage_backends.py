@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from sidecar.storage import SQLiteStorage, SQLStorage
-from sidecar.storage_pg import PostgresStorage
+from sidecar.storage.postgres import PostgresStorage
 from tests.pg import fresh_database
 
 KINDS = ["sqlite", "postgres"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar import storage as storage_module
 from sidecar.logs import JsonFormatter
+from sidecar.storage import sqlite as storage_sqlite
 from tests.conftest import ENCRYPTION_KEY, Env, FakeClock, config_dict, make_config, sqlite_path, start_env
 
 pytestmark = pytest.mark.anyio
@@ -147,7 +147,7 @@ async def test_one_client_failing_across_users_is_throttled(tmp_path: Path, cloc
 
 async def test_locked_database_gives_503_and_changes_nothing(tmp_path: Path, clock: FakeClock,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage_module, "BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(storage_sqlite, "BUSY_TIMEOUT_MS", 300)
     async for env in start_env(make_config(tmp_path), clock):
         alice = env.browser()
         await alice.login("alice")

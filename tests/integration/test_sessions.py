@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from sidecar.app import create_app
-from sidecar.storage import MIGRATIONS
+from sidecar.storage.sqlite import MIGRATIONS
 from tests.conftest import Env, FakeClock, make_config, sqlite_path, start_env
 
 pytestmark = pytest.mark.anyio

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from sidecar import storage_pg
 from sidecar.config import ThrottleConfig
 from sidecar.errors import StorageUnavailable
-from sidecar.storage import MIGRATIONS, RESET, SIGNIN, Attempt, Event, SQLiteStorage, SQLStorage, UserState
-from sidecar.storage_pg import PostgresStorage
+from sidecar.storage import RESET, SIGNIN, Attempt, Event, SQLiteStorage, SQLStorage, UserState
+from sidecar.storage.migrations import migrations
+from sidecar.storage.postgres import PostgresStorage
 from tests.e2e.conftest import free_port
 from tests.integration.storage_backends import KINDS, Backend, backend_for
 
@@ -36,6 +36,8 @@ TABLES = {
 }
 INDEXES = {"failures_user_scope_at", "failures_client_at", "failures_at", "events_user_at"}
 LIMITS = ThrottleConfig(max_failures=3, window=300, lockout=900, max_failures_per_client=5)
+
+MIGRATIONS = migrations("sqlite")
 
 
 @pytest.fixture(params=KINDS)
@@ -68,7 +70,7 @@ async def test_migrations_create_the_same_schema_and_are_idempotent(backend: Bac
     await first.close()
     second, third = await asyncio.gather(backend.open(), backend.open())  # instances starting together
     assert await backend.sql("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
-    assert len(storage_pg.MIGRATIONS) == len(MIGRATIONS)
+    assert len(migrations("postgres")) == len(MIGRATIONS)
     for table, columns in TABLES.items():
         if backend.kind == "sqlite":
             found = [row[1] for row in await backend.sql(f"PRAGMA table_info({table})")]
@@ -452,7 +454,7 @@ async def test_closed_storage_is_unavailable(backend: Backend) -> None:
 
 async def test_old_databases_are_migrated(backend: Backend) -> None:
     """A database at the schema before per-session pending secrets and failure scopes."""
-    old = MIGRATIONS[:4] if backend.kind == "sqlite" else storage_pg.MIGRATIONS[:4]
+    old = migrations(backend.kind)[:4]
     script = [*(sql for step in old for sql in step),
               "CREATE TABLE schema_version (version INTEGER NOT NULL)",
               "INSERT INTO schema_version (version) VALUES (4)",

@@ -10,7 +10,7 @@ import pytest
 from sidecar.config import ENV_POSTGRES_DSN, PostgresConfig, SQLiteConfig, load_config, parse_config
 from sidecar.errors import ConfigError
 from sidecar.storage import SQLiteStorage
-from sidecar.storage_pg import PostgresStorage, describe, numbered
+from sidecar.storage.postgres import PostgresStorage, describe, numbered
 from sidecar.wiring import make_storage
 from tests.unit.config.test_config import base
 

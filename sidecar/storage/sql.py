@@ -1,119 +1,30 @@
-"""Storage: a narrow interface and its SQLite implementation (aiosqlite, WAL, migrations).
+"""Every storage operation, written once as SQL that SQLite and PostgreSQL both run.
 
 Every change that must not be half-done is one transaction; every "use once" is a single
-conditional UPDATE whose row count says whether this caller won, so two processes sharing
-the database file cannot both accept the same code.
+conditional UPDATE whose row count says whether this caller won, so two processes (or
+instances) sharing the database cannot both accept the same code.
 
 Throttling reserves before it compares: ``reserve_attempt`` checks the lock and the failure
 counts and records the attempt as a failure in one write transaction, so concurrent guesses
 (from any number of instances) can never be compared more often than the limit allows.
 
-The operations are written once, as SQL with ``?`` placeholders, in ``SQLStorage``; a backend
-supplies how statements run (``_run``: one transaction, ``_fetch``: one query). SQLite is
-here; PostgreSQL (``storage_pg``, for several instances on one database) runs the same SQL.
-On SQLite, ``LOWER`` is Python's ``str.lower`` (every script, as PostgreSQL's), so an account
-names the same users on both backends.
+A backend (``sqlite``, ``postgres``) supplies how statements run: ``_run`` (one transaction)
+and ``_fetch`` (one query). Placeholders are ``?``. On SQLite, ``LOWER`` is Python's
+``str.lower`` (every script, as PostgreSQL's), so an account names the same users on both.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
-import contextlib
 import json
-import os
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-import aiosqlite
+from sidecar.storage.records import SIGNIN, Attempt, Device, Event, Scope, UserState
+from sidecar.storage.roles import Limits
 
-from sidecar.config import ThrottleConfig
-from sidecar.errors import StorageUnavailable
-
-BUSY_TIMEOUT_MS = 3000
 FAILURES_KEPT = 86400  # failures older than this (or the window) are pruned
 Statement = tuple[str, tuple[Any, ...]]
-Scope = Literal["signin", "reset"]  # what a failed code counts against
-SIGNIN: Scope = "signin"  # the user's own sign-in: failures lock the user
-RESET: Scope = "reset"  # the public password-reset gate: failures close the gate only
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE users (
-            user_id TEXT PRIMARY KEY,
-            secret TEXT,
-            enabled_at INTEGER,
-            last_step INTEGER NOT NULL DEFAULT -1,
-            generation INTEGER NOT NULL DEFAULT 0,
-            locked_until INTEGER NOT NULL DEFAULT 0
-        )""",
-        """CREATE TABLE pending (
-            user_id TEXT PRIMARY KEY,
-            secret TEXT NOT NULL,
-            expires_at INTEGER NOT NULL
-        )""",
-        """CREATE TABLE recovery_codes (
-            user_id TEXT NOT NULL,
-            code_hash TEXT NOT NULL,
-            used_at INTEGER,
-            PRIMARY KEY (user_id, code_hash)
-        )""",
-        """CREATE TABLE failures (
-            id INTEGER PRIMARY KEY,
-            user_id TEXT NOT NULL,
-            client TEXT NOT NULL,
-            at INTEGER NOT NULL
-        )""",
-        "CREATE INDEX failures_user_at ON failures (user_id, at)",
-    ),
-    (
-        "CREATE INDEX failures_client_at ON failures (client, at)",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY,
-            at INTEGER NOT NULL,
-            event TEXT NOT NULL,
-            user_id TEXT NOT NULL,
-            client TEXT NOT NULL,
-            detail TEXT NOT NULL DEFAULT '{}'
-        )""",
-        "CREATE INDEX events_user_at ON events (user_id, at)",
-    ),
-    (
-        "CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT NOT NULL)",
-    ),
-    (
-        """CREATE TABLE devices (
-            device_id TEXT PRIMARY KEY,
-            user_id TEXT NOT NULL,
-            created_at BIGINT NOT NULL,
-            last_seen BIGINT NOT NULL,
-            browser TEXT NOT NULL
-        )""",
-        "CREATE INDEX devices_user ON devices (user_id)",
-    ),
-    (
-        "DROP TABLE pending",  # rows keyed by user alone; they expire within minutes anyway
-        """CREATE TABLE pending (
-            user_id TEXT NOT NULL,
-            session TEXT NOT NULL,
-            secret TEXT NOT NULL,
-            expires_at INTEGER NOT NULL,
-            PRIMARY KEY (user_id, session)
-        )""",
-        "ALTER TABLE failures ADD COLUMN scope TEXT NOT NULL DEFAULT 'signin'",
-        "DROP INDEX failures_user_at",
-        "CREATE INDEX failures_user_scope_at ON failures (user_id, scope, at)",
-        "CREATE INDEX failures_at ON failures (at)",  # pruning runs at every attempt
-        """CREATE TABLE grants (
-            grant_id TEXT PRIMARY KEY,
-            account TEXT NOT NULL,
-            expires_at BIGINT NOT NULL,
-            used_at BIGINT
-        )""",
-    ),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,97 +35,6 @@ class Result:
     @property
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    """A browser the user asked to remember (a second factor for ``max_days``)."""
-
-    device_id: str
-    user_id: str
-    created_at: int
-    last_seen: int
-    browser: str
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    at: int
-    event: str
-    user_id: str
-    client: str
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """A code attempt reserved as a failure before the code is compared, or refused.
-
-    ``failure_id`` is the reservation (None: refused, compare nothing); the counts are the
-    failures within the window of the user (in the attempt's scope) and of the client (every
-    scope), a reservation included; ``locked_until`` is the user's sign-in lock (scope signin).
-    """
-
-    failure_id: int | None
-    by_user: int
-    by_client: int
-    locked_until: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class UserState:
-    user_id: str
-    secret: str | None = None
-    enabled_at: int | None = None
-    last_step: int = -1
-    generation: int = 0
-    locked_until: int = 0
-    recovery_left: int = 0
-
-    @property
-    def enrolled(self) -> bool:
-        return self.secret is not None
-
-
-class Storage(Protocol):
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def ping(self) -> None: ...
-    async def get_user(self, user_id: str) -> UserState: ...
-    async def pending_secret(self, user_id: str, session: str, now: int) -> str | None: ...
-    async def put_pending(self, user_id: str, session: str, secret: str, expires_at: int,
-                          now: int) -> str: ...
-    async def complete_enrollment(self, user_id: str, session: str, secret: str, step: int,
-                                  code_hashes: list[str], now: int) -> int | None: ...
-    async def use_step(self, user_id: str, secret: str, step: int) -> bool: ...
-    async def use_recovery_code(self, user_id: str, code_hash: str, now: int) -> bool: ...
-    async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None: ...
-    async def disable(self, user_id: str) -> bool: ...
-    async def reserve_attempt(self, user_id: str, client: str, now: int, limits: ThrottleConfig,
-                              scope: Scope = SIGNIN) -> Attempt: ...
-    async def clear_failures_upto(self, user_id: str, scope: Scope, failure_id: int) -> None: ...
-    async def add_failure(self, user_id: str, client: str, now: int, window: int,
-                          scope: Scope = SIGNIN) -> tuple[int, int]: ...
-    async def client_failures(self, client: str, since: int) -> int: ...
-    async def add_event(self, event: Event) -> None: ...
-    async def events(self, user_id: str, limit: int = 50) -> list[Event]: ...
-    async def sealed_secrets(self) -> list[tuple[str, str, str, str]]: ...
-    async def replace_sealed(self, table: str, user_id: str, session: str, old: str,
-                             new: str) -> bool: ...
-    async def lock(self, user_id: str, until: int) -> None: ...
-    async def unlock(self, user_id: str) -> bool: ...
-    async def clear_failures(self, user_id: str) -> None: ...
-    async def list_users(self) -> list[UserState]: ...
-    async def set_contact(self, user_id: str, email: str) -> None: ...
-    async def contact(self, user_id: str) -> str: ...
-    async def users_for_account(self, account: str) -> list[str]: ...
-    async def add_grant(self, grant_id: str, account: str, expires_at: int,
-                        now: int | None = None) -> None: ...
-    async def use_grant(self, grant_id: str, now: int) -> bool: ...
-    async def add_device(self, device: Device) -> None: ...
-    async def device_seen(self, user_id: str, device_id: str, now: int) -> bool: ...
-    async def devices(self, user_id: str) -> list[Device]: ...
-    async def forget_devices(self, user_id: str, device_id: str | None = None) -> int: ...
 
 
 class SQLStorage(abc.ABC):
@@ -328,7 +148,7 @@ class SQLStorage(abc.ABC):
         ])
         return results[0].rowcount == 1
 
-    async def reserve_attempt(self, user_id: str, client: str, now: int, limits: ThrottleConfig,
+    async def reserve_attempt(self, user_id: str, client: str, now: int, limits: Limits,
                               scope: Scope = SIGNIN) -> Attempt:
         """Reserve a code attempt as a failure, unless the user or the client may not try now.
 
@@ -515,131 +335,3 @@ class SQLStorage(abc.ABC):
             (result,) = await self._run([("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                                           (user_id, device_id))])
         return int(result.rowcount)
-
-
-class SQLiteStorage(SQLStorage):
-    """SQLite through aiosqlite; safe for several processes on one file (WAL, busy timeout)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    @staticmethod
-    def check_path(path: str) -> None:
-        """Refuse a database whose folder does not exist (a typo, not a fresh install)."""
-        if path != ":memory:" and not Path(path).parent.is_dir():
-            raise StorageUnavailable(f"the folder of the database does not exist: "
-                                     f"{Path(path).parent}")
-
-    async def open(self) -> None:
-        self.check_path(self.path)
-        try:
-            db = await aiosqlite.connect(self.path, isolation_level=None,
-                                         timeout=BUSY_TIMEOUT_MS / 1000)
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await db.execute("PRAGMA foreign_keys = ON")
-            await db.create_function("lower", 1, _lower, deterministic=True)
-            self._db = db
-            await self._migrate()
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"cannot open the database {self.path}: {exc}") from None
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    async def _migrate(self) -> None:
-        """Apply the migrations this file lacks, in one transaction; none when up to date.
-
-        An up-to-date database is only read here, so a read-only file still opens (pages
-        that would write then answer 503).
-        """
-        db = self._conn()
-        if await self._version(db) == len(MIGRATIONS):
-            return
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            version = await self._version(db)
-            if version == 0:
-                await db.execute("DELETE FROM schema_version")
-                await db.execute("INSERT INTO schema_version (version) VALUES (0)")
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    await db.execute(statement)
-                await db.execute("UPDATE schema_version SET version = ?", (number,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await self._rollback(db)
-            raise
-
-    @staticmethod
-    async def _rollback(db: aiosqlite.Connection) -> None:
-        """Roll back; quietly when SQLite already did (a disk error ends the transaction)."""
-        with contextlib.suppress(sqlite3.Error):
-            await db.execute("ROLLBACK")
-
-    @staticmethod
-    async def _version(db: aiosqlite.Connection) -> int:
-        try:
-            rows = list(await (await db.execute("SELECT version FROM schema_version")).fetchall())
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return 0
-            raise
-        return int(rows[0][0]) if rows else 0
-
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StorageUnavailable("the database is not open")
-        if self.path != ":memory:" and not os.path.exists(self.path):
-            raise StorageUnavailable(f"the database file is missing: {self.path}")
-        return self._db
-
-    async def _run(self, statements: list[Statement], write: bool = True,
-                   guard: bool = False) -> list[Result]:
-        """Run statements as one transaction; any SQLite error becomes StorageUnavailable.
-
-        Rows are read before COMMIT: a statement left open would hold an old snapshot, and
-        the next write of this connection would fail at once instead of waiting its turn.
-        When a statement fails, the error told is that one (a full or failing disk), not the
-        ROLLBACK's "no transaction is active" after SQLite already ended the transaction.
-        """
-        async with self._lock:
-            db = self._conn()
-            results = []
-            try:
-                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    for sql, params in statements:
-                        cursor = await db.execute(sql, params)
-                        rows = list(await cursor.fetchall())
-                        results.append(Result(cursor.rowcount, rows))
-                        await cursor.close()
-                        if guard and len(results) == 1 and results[0].rowcount == 0:
-                            await db.execute("ROLLBACK")
-                            return []
-                    await db.execute("COMMIT")
-                except BaseException:
-                    await self._rollback(db)  # so the error that ended it is the one told
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"database error: {exc}") from None
-            return results
-
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        async with self._lock:
-            db = self._conn()
-            try:
-                return list(await (await db.execute(sql, params)).fetchall())
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"database error: {exc}") from None
-
-
-def _lower(value: Any) -> Any:
-    """SQLite's ``LOWER`` as Python's (and PostgreSQL's): every script, not only ASCII."""
-    return value.lower() if isinstance(value, str) else value

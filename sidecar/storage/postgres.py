@@ -1,6 +1,6 @@
 """PostgreSQL storage (asyncpg, a small pool): one database shared by several instances.
 
-Runs the very SQL of ``SQLStorage`` (``?`` placeholders numbered to ``$1, $2, …``), so each
+Runs the very SQL of ``sidecar.storage.sql``  (``?`` placeholders numbered to ``$1, $2, …``), so each
 operation means the same on both backends. What differs is how transactions are kept apart:
 
 * A use-once UPDATE (TOTP step, recovery code, pending secret) is one statement; PostgreSQL
@@ -10,8 +10,8 @@ operation means the same on both backends. What differs is how transactions are 
   lock, so those run one at a time, as SQLite's ``BEGIN IMMEDIATE`` makes them: the failure
   counts read before a reservation (``reserve_attempt``) and after an insert are exact, and a
   delete-then-insert never interleaves.
-* Migrations run at open under their own advisory lock, so instances starting together
-  apply each one once.
+* Migrations (``storage/migrations/V000N.Name.postgres.up.sql``) run at open under their own
+  advisory lock, so instances starting together apply each one once.
 
 Every asyncpg, network or timeout error becomes StorageUnavailable; messages name the
 database as ``host:port/dbname``, never with the DSN's user, password or options.
@@ -30,7 +30,8 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 
 from sidecar.errors import StorageUnavailable
-from sidecar.storage import Result, SQLStorage, Statement
+from sidecar.storage.migrations import migrations
+from sidecar.storage.sql import Result, SQLStorage, Statement
 
 POOL_MIN, POOL_MAX = 1, 10
 TIMEOUT_SECONDS = 3.0  # connecting, waiting for a pooled connection, one statement
@@ -39,81 +40,7 @@ _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('totp_sidecar.mig
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
            OSError, TimeoutError)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (  # storage.MIGRATIONS, in PostgreSQL's words
-    (
-        """CREATE TABLE users (
-            user_id TEXT PRIMARY KEY,
-            secret TEXT,
-            enabled_at BIGINT,
-            last_step BIGINT NOT NULL DEFAULT -1,
-            generation BIGINT NOT NULL DEFAULT 0,
-            locked_until BIGINT NOT NULL DEFAULT 0
-        )""",
-        """CREATE TABLE pending (
-            user_id TEXT PRIMARY KEY,
-            secret TEXT NOT NULL,
-            expires_at BIGINT NOT NULL
-        )""",
-        """CREATE TABLE recovery_codes (
-            user_id TEXT NOT NULL,
-            code_hash TEXT NOT NULL,
-            used_at BIGINT,
-            PRIMARY KEY (user_id, code_hash)
-        )""",
-        """CREATE TABLE failures (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            user_id TEXT NOT NULL,
-            client TEXT NOT NULL,
-            at BIGINT NOT NULL
-        )""",
-        "CREATE INDEX failures_user_at ON failures (user_id, at)",
-    ),
-    (
-        "CREATE INDEX failures_client_at ON failures (client, at)",
-        """CREATE TABLE events (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            at BIGINT NOT NULL,
-            event TEXT NOT NULL,
-            user_id TEXT NOT NULL,
-            client TEXT NOT NULL,
-            detail TEXT NOT NULL DEFAULT '{}'
-        )""",
-        "CREATE INDEX events_user_at ON events (user_id, at)",
-    ),
-    (
-        "CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT NOT NULL)",
-    ),
-    (
-        """CREATE TABLE devices (
-            device_id TEXT PRIMARY KEY,
-            user_id TEXT NOT NULL,
-            created_at BIGINT NOT NULL,
-            last_seen BIGINT NOT NULL,
-            browser TEXT NOT NULL
-        )""",
-        "CREATE INDEX devices_user ON devices (user_id)",
-    ),
-    (
-        "DROP TABLE pending",  # rows keyed by user alone; they expire within minutes anyway
-        """CREATE TABLE pending (
-            user_id TEXT NOT NULL,
-            session TEXT NOT NULL,
-            secret TEXT NOT NULL,
-            expires_at BIGINT NOT NULL,
-            PRIMARY KEY (user_id, session)
-        )""",
-        "ALTER TABLE failures ADD COLUMN scope TEXT NOT NULL DEFAULT 'signin'",
-        "DROP INDEX failures_user_at",
-        "CREATE INDEX failures_user_scope_at ON failures (user_id, scope, at)",
-        "CREATE INDEX failures_at ON failures (at)",  # pruning runs at every attempt
-        """CREATE TABLE grants (
-            grant_id TEXT PRIMARY KEY,
-            account TEXT NOT NULL,
-            expires_at BIGINT NOT NULL,
-            used_at BIGINT
-        )""",
-    ),
-)
+MIGRATIONS = migrations("postgres")
 
 
 @functools.lru_cache(maxsize=512)

@@ -1,0 +1,14 @@
+"""Storage: narrow roles (``roles``) over one set of SQL statements (``sql``), run by SQLite
+(``sqlite``) or PostgreSQL (``postgres``), with the schema's history as files (``migrations/``).
+
+Storage imports the core and ``sidecar.errors`` only; which backend a config names is chosen
+in ``sidecar.wiring``. The PostgreSQL backend (asyncpg) is imported only when used.
+"""
+
+from sidecar.storage.records import RESET, SIGNIN, Attempt, Device, Event, Scope, UserState
+from sidecar.storage.roles import Attempts, Devices, Events, Grants, Keys, Limits, Storage, Users
+from sidecar.storage.sql import SQLStorage
+from sidecar.storage.sqlite import SQLiteStorage
+
+__all__ = ["RESET", "SIGNIN", "Attempt", "Attempts", "Device", "Devices", "Event", "Events", "Grants",
+           "Keys", "Limits", "SQLStorage", "SQLiteStorage", "Scope", "Storage", "UserState", "Users"]
