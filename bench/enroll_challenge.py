@@ -15,7 +15,7 @@ app is needed; it runs as `totp-sidecar serve` (1 process) pinned to CPU 0, the 
 a few concurrent flows) on CPU 1. Both database sizes run at once and are measured in
 interleaved rounds; the median is reported, with the sidecar's CPU time per round trip (a
 figure that does not depend on how fast the client is). A second measurement drives the
-service layer (sidecar.service.TwoFactor) in-process, without HTTP or templates. Usage:
+service layer (sidecar.accounts.Accounts) in-process, without HTTP or templates. Usage:
 
     .venv/bin/python bench/enroll_challenge.py [--small 10000] [--large 1000000] [--seconds 5]
                                                [--rounds 3] [--concurrency 4] [--recovery-codes 0]
@@ -138,13 +138,13 @@ async def drive(base: str, prefix: str, seconds: float, concurrency: int,
 
 async def service_trips(config_path: Path, seconds: float, prefix: str,
                         counter: itertools.count[int]) -> int:
-    """The same enrollment + challenge through sidecar.service.TwoFactor, in-process."""
-    from sidecar.service import Check, TwoFactor
+    """The same enrollment + challenge through sidecar.accounts.Accounts, in-process."""
+    from sidecar.accounts import Accounts, Check
 
     config = load(config_path)
     storage = open_storage(config)
     await storage.open()
-    service = TwoFactor(config, storage)
+    service = Accounts(config, storage)
     done = 0
     deadline = time.monotonic() + seconds
     try:

@@ -280,7 +280,7 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
             "checks, 2 CSRF forms, 1 QR code. Sidecar: `totp-sidecar serve` (`primary.resolver: "
             "header`, no app needed) pinned to CPU 0; client: httpx, "
             f"{ec['concurrency']} concurrent flows, on CPU 1; {ec['rounds']} interleaved rounds of "
-            f"{ec['seconds']} s, median. Also **through the service layer** (`TwoFactor`: "
+            f"{ec['seconds']} s, median. Also **through the service layer** (`Accounts`: "
             "pending secret → complete enrollment → check), in-process, one at a time.")
         add("")
         add("| enrolled users | seeding | file | HTTP round trips/s | rounds | sidecar CPU per round trip | "

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sidecar import logs
+from sidecar.accounts import Check
 from sidecar.context import Sidecar
 from sidecar.core import policy
 from sidecar.core.forwarded import Original, original_for_forward, original_for_nginx, wants_html
@@ -25,7 +26,6 @@ from sidecar.core.policy import Target
 from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, BadForwardedRequest, Unavailable
 from sidecar.primary import Identity
-from sidecar.service import Check
 
 log = logging.getLogger("sidecar.authz")
 
@@ -105,7 +105,7 @@ class ForwardAuth:
         key = (flavour, client[0] if client else None, tuple(scope["headers"]))
         hit = self._answers.get(key)
         if hit is not None and hit.until > time.monotonic() and hit.pass_end > self.sc.clock() \
-                and self.sc.service.generation_is(hit.user, hit.generation):
+                and self.sc.accounts.generation_is(hit.user, hit.generation):
             self.sc.metrics.decided("allow", started)
             await hit.answer.send(send)
             return
@@ -185,7 +185,7 @@ class ForwardAuth:
         until = self._bursts.get(burst)
         if until is not None and now < until:
             return None
-        result = await sc.service.check(user, code, reading.client, allow_recovery=False)
+        result = await sc.accounts.check(user, code, reading.client, allow_recovery=False)
         if result.check is Check.OK:
             if sc.config.api.burst_seconds:
                 if len(self._bursts) > 10_000:

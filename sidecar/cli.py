@@ -103,15 +103,15 @@ def _describe(user: UserState, when: Callable[[int | None], str]) -> str:
 
 
 async def _users(config: Config, action: str, user_id: str | None) -> int:
+    from sidecar.accounts import Accounts
     from sidecar.notify import Notifier
     from sidecar.pages import when
-    from sidecar.service import TwoFactor
 
     storage = make_storage(config)
     await storage.open()
     notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact)
     try:
-        service = TwoFactor(config, storage,
+        service = Accounts(config, storage,
                             on_event=lambda event, user, detail: notifier.notify(event, user, detail))
         if action == "list":
             for user in await storage.list_users():
@@ -143,12 +143,12 @@ async def _users(config: Config, action: str, user_id: str | None) -> int:
 
 
 async def _rotate(config: Config) -> int:
-    from sidecar.service import TwoFactor
+    from sidecar.accounts import Accounts
 
     storage = make_storage(config)
     await storage.open()
     try:
-        done, current = await TwoFactor(config, storage).rotate_keys()
+        done, current = await Accounts(config, storage).rotate_keys()
     finally:
         await storage.close()
     print(f"re-encrypted {done} secret(s) under the newest key; {current} already were."

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.accounts import Accounts
 from sidecar.config import Config
 from sidecar.core import policy, tokens
 from sidecar.core.clock import Clock, wall
@@ -27,7 +28,6 @@ from sidecar.errors import Ambiguous
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
 from sidecar.primary import Credential, Identity, Resolved, Resolver, make_resolver
-from sidecar.service import TwoFactor
 from sidecar.storage import Storage
 from sidecar.wiring import make_storage
 
@@ -66,7 +66,7 @@ class Sidecar:
         self.resolver: Resolver = resolver or make_resolver(config)
         self.metrics = Metrics()
         self.notifier = Notifier(config.notify, config.totp.issuer, contact=self.storage.contact)
-        self.service = TwoFactor(config, self.storage, clock, on_event=self.on_event)
+        self.accounts = Accounts(config, self.storage, clock, on_event=self.on_event)
         self.passes = Passes(config.signing_keys)
         self.csrf_signer = Signer(config.signing_keys, tokens.CSRF)
         self.policy = Policy(config.rules, config.default_level, config.prefix)
@@ -132,7 +132,7 @@ class Sidecar:
         new_pass: str | None = None
         enrolled = False
         if user is not None and rule.level in (Level.OPTIONAL, Level.REQUIRED):
-            state = await self.service.cached_state(user)
+            state = await self.accounts.cached_state(user)
             enrolled = state.enrolled
             if enrolled and reading.kind == "session":
                 item = self._valid_pass(reading, user, state.generation)

@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from sidecar.accounts import Check, CheckResult
 from sidecar.branding import brand_css, support_link
 from sidecar.context import Sidecar, Verdict
 from sidecar.core import policy, totp
@@ -34,7 +35,6 @@ from sidecar.i18n import install as install_i18n
 from sidecar.i18n import lazy_gettext as _l
 from sidecar.i18n import ngettext, preload
 from sidecar.primary import Identity, Resolved
-from sidecar.service import Check, CheckResult
 
 LOW_RECOVERY_CODES = 3
 MAX_FIELD = 512  # characters in one form field; longer is refused
@@ -196,7 +196,7 @@ class Pages:
             return self.render(visit, "message.html", 403, title=_("This form has expired"),
                                text=_("Reload the page and try again."),
                                link=self.prefix + "/settings")
-        await self.sc.service.remember_contact(visit.user, visit.identity.email)
+        await self.sc.accounts.remember_contact(visit.user, visit.identity.email)
         return fields
 
     def same_site(self, visit: Visit) -> bool:
@@ -270,16 +270,16 @@ class Pages:
                       if verdict.new_pass and request.method == "GET" else None)
             return self.go(rd, cookie)
         step_up = outcome is policy.Outcome.STEP_UP
-        user = await sc.service.user(visit.user)
+        user = await sc.accounts.user(visit.user)
         if not user.enrolled:
             return self.go(rd)
         error = ""
         status = 200
         if request.method == "POST":
-            result = await sc.service.check(visit.user, source.get("code", ""), visit.client)
+            result = await sc.accounts.check(visit.user, source.get("code", ""), visit.client)
             sc.metrics.checked(result.check.value)
             if result.check is Check.OK:
-                fresh = await sc.service.user(visit.user)
+                fresh = await sc.accounts.user(visit.user)
                 cookie = self.pass_cookie(visit, fresh.generation)
                 if result.used_recovery and result.recovery_left <= LOW_RECOVERY_CODES:
                     response = self.go(
@@ -325,7 +325,7 @@ class Pages:
             if isinstance(fields, Response):
                 return fields
             rd = self.rd(visit, fields.get("rd"), "")
-            result, codes, generation = await sc.service.complete_enrollment(
+            result, codes, generation = await sc.accounts.complete_enrollment(
                 visit.user, fields.get("code", ""), visit.client, session=session)
             sc.metrics.checked("enroll_" + result.check.value)
             if result.check is Check.OK:
@@ -334,9 +334,9 @@ class Pages:
                 return response
             error = self.check_message(result)
             status = 429 if result.check is Check.LOCKED else 400
-        secret = await sc.service.pending_secret(visit.user, session=session)
+        secret = await sc.accounts.pending_secret(visit.user, session=session)
         uri = totp.provisioning_uri(secret, visit.account, sc.config.totp.issuer,
-                                    sc.service.params)
+                                    sc.accounts.params)
         # omitsize: a viewBox instead of a fixed size, so the stylesheet scales the whole code
         qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111",
                                                    light="#fff",
@@ -362,7 +362,7 @@ class Pages:
         visit = await self.visit(request)
         if visit.identity is None:
             return self.signed_out(visit)
-        user = await self.sc.service.user(visit.user)
+        user = await self.sc.accounts.user(visit.user)
         query = request.query_params
         if visit.enrolled and not visit.verified:
             here = f"{self.prefix}/settings"
@@ -395,7 +395,7 @@ class Pages:
             return self.go(f"{self.prefix}/settings")
         which = fields.get("device", "")
         count = await self.sc.devices.forget(visit.user, None if which == "all" else which)
-        await self.sc.service.audit("devices_forgotten", visit.user, visit.client, count=count)
+        await self.sc.accounts.audit("devices_forgotten", visit.user, visit.client, count=count)
         return self.go(f"{self.prefix}/settings?notice=devices")
 
     async def _confirmed(self, visit: Visit) -> tuple[dict[str, str], CheckResult] | Response:
@@ -408,7 +408,7 @@ class Pages:
         if not visit.verified:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
-        result = await self.sc.service.check(visit.user, fields.get("code", ""), visit.client)
+        result = await self.sc.accounts.check(visit.user, fields.get("code", ""), visit.client)
         self.sc.metrics.checked(result.check.value)
         return fields, result
 
@@ -419,7 +419,7 @@ class Pages:
             return outcome
         _, result = outcome
         if result.check is Check.OK:
-            await self.sc.service.disable(visit.user, client=visit.client)
+            await self.sc.accounts.disable(visit.user, client=visit.client)
             return self.go(f"{self.prefix}/settings?notice=disabled",
                            self.sc.clear_cookie(self.sc.secure(visit.scheme)))
         return await self.settings_error(visit, result, "disable")
@@ -431,12 +431,12 @@ class Pages:
             return outcome
         _, result = outcome
         if result.check is Check.OK:
-            codes = await self.sc.service.new_recovery_codes(visit.user, visit.client)
+            codes = await self.sc.accounts.new_recovery_codes(visit.user, visit.client)
             return self.codes_page(visit, codes, "", "codes")
         return await self.settings_error(visit, result, "codes")
 
     async def settings_error(self, visit: Visit, result: CheckResult, form: str) -> Response:
-        user = await self.sc.service.user(visit.user)
+        user = await self.sc.accounts.user(visit.user)
         status = 429 if result.check is Check.LOCKED else 400
         return self.render(visit, "settings.html", status, user=user, since=when(user.enabled_at),
                            notice="", rd="", low=False, form_error=form,

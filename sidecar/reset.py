@@ -36,13 +36,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from sidecar.accounts import Check
 from sidecar.config import ResetConfig
 from sidecar.core.request import RESET_GRANT_COOKIE as GRANT_COOKIE
 from sidecar.core.request import RESET_NONCE_COOKIE as NONCE_COOKIE
 from sidecar.core.tokens import RESET_CSRF, RESET_GRANT, Signer
 from sidecar.errors import Ambiguous
 from sidecar.i18n import gettext as _
-from sidecar.service import Check
 from sidecar.storage import RESET
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class ResetGate:
     async def _decide(self, user: str | None, fields: dict[str, str],
                       client: str) -> bool | str | None:
         """True/False: grant (ok or not); a message: ask again; None: ask for the code first."""
-        enrolled = user is not None and (await self.sc.service.user(user)).enrolled
+        enrolled = user is not None and (await self.sc.accounts.user(user)).enrolled
         code = fields.get("code", "").strip()
         if not enrolled:
             return True  # nothing to check; with always_ask the answer looks the same
@@ -182,9 +182,9 @@ class ResetGate:
         if not code:
             return _("Enter a code from your authenticator app or a recovery code.") \
                 if self.settings.always_ask or "code" in fields else None
-        result = await self.sc.service.check(user, code, client, scope=RESET)
+        result = await self.sc.accounts.check(user, code, client, scope=RESET)
         if result.check is Check.OK:
-            await self.sc.service.audit("reset_gate_passed", user, client)
+            await self.sc.accounts.audit("reset_gate_passed", user, client)
             return True
         if self.settings.always_ask:
             return False  # same answer as a success: the app never sees this grant

@@ -20,9 +20,9 @@ import httpx
 import pytest
 import yaml
 
+from sidecar.accounts import Accounts
 from sidecar.config import load_config
 from sidecar.context import Sidecar
-from sidecar.service import TwoFactor
 from sidecar.wiring import make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
@@ -44,7 +44,7 @@ async def seed(config_path: Path) -> str:
     storage = make_storage(config)
     await storage.open()
     try:
-        service = TwoFactor(config, storage)
+        service = Accounts(config, storage)
         from sidecar.core import totp
         secret = await service.pending_secret("alice")
         result, _, generation = await service.complete_enrollment(

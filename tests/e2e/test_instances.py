@@ -24,10 +24,10 @@ import httpx
 import pytest
 import yaml
 
+from sidecar.accounts import STATE_CACHE_SECONDS, Accounts
 from sidecar.config import ENV_POSTGRES_DSN, load_config
 from sidecar.context import Sidecar
 from sidecar.core import totp
-from sidecar.service import STATE_CACHE_SECONDS, TwoFactor
 from sidecar.wiring import make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
@@ -133,7 +133,7 @@ async def _enroll(config_path: Path, user: str) -> Enrolled:
     await storage.open()
     try:
         past = time.time() - 90
-        service = TwoFactor(config, storage, clock=lambda: past)
+        service = Accounts(config, storage, clock=lambda: past)
         secret = await service.pending_secret(user)
         result, codes, generation = await service.complete_enrollment(
             user, totp.code_at(secret, past), "127.0.0.1")

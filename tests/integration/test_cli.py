@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from sidecar.accounts import Accounts, Check
 from sidecar.config import load_config
 from sidecar.core import totp
-from sidecar.service import Check, TwoFactor
 from sidecar.wiring import make_storage
 from tests.conftest import config_dict
 
@@ -109,7 +109,7 @@ async def enroll_and_lock(path: Path) -> None:
     storage = make_storage(config)
     await storage.open()
     try:
-        service = TwoFactor(config, storage)
+        service = Accounts(config, storage)
         secret = await service.pending_secret("alice")
         result, codes, _ = await service.complete_enrollment("alice", totp.code_at(secret, time.time()),
                                                             "192.0.2.1")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.accounts import Accounts
 from sidecar.config import load_config
-from sidecar.service import TwoFactor
 from sidecar.wiring import make_storage
 from tests.e2e.conftest import free_port
 from tests.integration.test_cli import enroll_and_lock, run, write_config
@@ -65,6 +65,6 @@ async def _pending(path: Path) -> None:
     storage = make_storage(config)
     await storage.open()
     try:
-        await TwoFactor(config, storage).pending_secret("carol")
+        await Accounts(config, storage).pending_secret("carol")
     finally:
         await storage.close()

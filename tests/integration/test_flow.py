@@ -149,12 +149,12 @@ async def test_concurrent_use_of_one_recovery_code_succeeds_once(env: Env, tmp_p
     browser = env.browser()
     await browser.login("alice")
     _, codes = await browser.enroll()
-    service = env.sidecar.sidecar.service
+    service = env.sidecar.sidecar.accounts
     other = SQLiteStorage(sqlite_path(env.config))  # a second connection, as a second process
     await other.open()
     try:
-        from sidecar.service import TwoFactor
-        second = TwoFactor(env.config, other, env.clock)
+        from sidecar.accounts import Accounts
+        second = Accounts(env.config, other, env.clock)
         results = await asyncio.gather(*[
             (service if i % 2 else second).check("alice", codes[1], "127.0.0.1")
             for i in range(8)])
@@ -375,7 +375,7 @@ async def test_missing_database_gives_503_once_the_cached_state_is_stale(env: En
     page = await browser.get("/_2fa/settings")
     assert page.status_code == 503 and "unavailable" in page.text
     assert (await browser.auth()).status_code == 200  # a state younger than its cache time
-    states = env.sidecar.sidecar.service._states
+    states = env.sidecar.sidecar.accounts._states
     for user, state in list(states.items()):  # the state cache went stale: not a state
         states[user] = dataclasses.replace(state, fetched_at=-1e9)
     assert (await browser.auth()).status_code == 503

@@ -363,7 +363,7 @@ async def test_bearer_header_beside_a_header_mode_session_still_needs_the_2fa_co
     app = create_app(config, clock=clock)
     await app.sidecar.storage.open()
     try:
-        service = app.sidecar.service
+        service = app.sidecar.accounts
         secret = await service.pending_secret("alice", session="x")
         result, _, _ = await service.complete_enrollment(
             "alice", totp.code_at(secret, clock()), "127.0.0.1", session="x")

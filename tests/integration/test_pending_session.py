@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.accounts import Accounts, Check
 from sidecar.config import parse_config
 from sidecar.core import totp
-from sidecar.service import Check, TwoFactor
 from sidecar.storage import SQLStorage
 from tests.conftest import ENCRYPTION_KEY, FakeClock, config_dict, new_key
 from tests.integration.storage_backends import KINDS, Backend, backend_for
@@ -28,10 +28,10 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 def service_for(storage: SQLStorage, tmp_path: Path, clock: FakeClock,
-                keys: tuple[str, ...] = (ENCRYPTION_KEY,)) -> TwoFactor:
+                keys: tuple[str, ...] = (ENCRYPTION_KEY,)) -> Accounts:
     data = config_dict(tmp_path)
     data["secrets"] = dict(data["secrets"], encryption_keys=list(keys))
-    return TwoFactor(parse_config(data, environ={}), storage, clock)
+    return Accounts(parse_config(data, environ={}), storage, clock)
 
 
 def code(secret: str, clock: FakeClock) -> str:

@@ -154,7 +154,7 @@ async def test_disable_forgets_every_device(tmp_path: Path, clock: FakeClock) ->
         await browser.post("/_2fa/challenge", {"csrf": csrf, "code": env.code(secret), "rd": "/",
                                                "remember": "1"})
         device = browser.cookies["totp_sidecar_device"]
-        await env.sidecar.sidecar.service.disable("alice", actor="admin")
+        await env.sidecar.sidecar.accounts.disable("alice", actor="admin")
         await browser.enroll()  # on again, with a new secret
         await browser.logout()
         await browser.login("alice")

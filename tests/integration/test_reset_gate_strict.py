@@ -100,7 +100,7 @@ async def test_a_grant_is_used_once_even_when_its_cookie_is_replayed(gated: Env)
 
 async def test_an_account_in_another_case_still_needs_the_code(gated: Env) -> None:
     """Storage keys user ids exactly, so "alice" may mean the user "Alice": its code is asked."""
-    service = gated.sidecar.sidecar.service
+    service = gated.sidecar.sidecar.accounts
     secret = await service.pending_secret("Alice")
     code = gated.code(secret)
     assert (await service.complete_enrollment("Alice", code, "192.0.2.1"))[0].check.value == "ok"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.accounts import STATE_CACHE_SECONDS, Accounts
 from sidecar.core import totp
 from sidecar.errors import StorageUnavailable
-from sidecar.service import STATE_CACHE_SECONDS, TwoFactor
 from sidecar.storage import SQLStorage
 from tests.conftest import FakeClock, make_config
 from tests.integration.storage_backends import KINDS, Backend, backend_for
@@ -27,9 +27,9 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield item
 
 
-async def enrolled_service(storage: SQLStorage, tmp_path: Path, ticks: FakeClock) -> TwoFactor:
+async def enrolled_service(storage: SQLStorage, tmp_path: Path, ticks: FakeClock) -> Accounts:
     clock = FakeClock()
-    service = TwoFactor(make_config(tmp_path), storage, clock, monotonic=ticks)
+    service = Accounts(make_config(tmp_path), storage, clock, monotonic=ticks)
     secret = await service.pending_secret("alice")
     result, _, _ = await service.complete_enrollment("alice", totp.code_at(secret, clock()), "c")
     assert result.check.value == "ok"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from sidecar.accounts import Accounts, Check, CheckResult
 from sidecar.core import totp
-from sidecar.service import Check, CheckResult, TwoFactor
 from sidecar.storage import RESET, SQLStorage
 from tests.conftest import FakeClock, make_config
 from tests.integration.storage_backends import KINDS, Backend, backend_for
@@ -40,16 +40,16 @@ def comparisons(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         counted.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("sidecar.service.totp.match_step", counting)
+    monkeypatch.setattr("sidecar.accounts.totp.match_step", counting)
     return counted
 
 
-def services(storages: list[SQLStorage], clock: FakeClock, tmp_path: Path) -> list[TwoFactor]:
+def services(storages: list[SQLStorage], clock: FakeClock, tmp_path: Path) -> list[Accounts]:
     config = make_config(tmp_path)
-    return [TwoFactor(config, storage, clock) for storage in storages]
+    return [Accounts(config, storage, clock) for storage in storages]
 
 
-async def enroll(service: TwoFactor, clock: FakeClock, user: str = "alice") -> str:
+async def enroll(service: Accounts, clock: FakeClock, user: str = "alice") -> str:
     secret = await service.pending_secret(user)
     result, _, _ = await service.complete_enrollment(user, code(service, secret, clock), "192.0.2.1")
     assert result.check is Check.OK
@@ -57,7 +57,7 @@ async def enroll(service: TwoFactor, clock: FakeClock, user: str = "alice") -> s
     return secret
 
 
-def code(service: TwoFactor, secret: str, clock: FakeClock) -> str:
+def code(service: Accounts, secret: str, clock: FakeClock) -> str:
     return totp.code_at(secret, clock(), service.params)
 
 
@@ -65,7 +65,7 @@ def wrong(right: str) -> str:
     return f"{(int(right) + 1) % 1_000_000:06d}"
 
 
-async def guess_all(instances: list[TwoFactor], text: str) -> list[CheckResult]:
+async def guess_all(instances: list[Accounts], text: str) -> list[CheckResult]:
     return list(await asyncio.gather(*(
         instances[i % 2].check("alice", text, f"198.51.100.{i % 250}") for i in range(GUESSES))))
 

@@ -41,7 +41,9 @@ LAYERS: dict[str, int] = {
     "sidecar.demo": TOP,
     "sidecar.wiring": WIRING,
     "sidecar.context": WIRING,  # today the Sidecar is a composition root too
-    "sidecar.service": SERVICES,
+    "sidecar.accounts": SERVICES,
+    "sidecar.throttle": SERVICES,
+    "sidecar.audit": SERVICES,
     "sidecar.devices": SERVICES,
     "sidecar.primary": SERVICES,
     "sidecar.notify": SERVICES,

@@ -1,6 +1,6 @@
-"""The account operations behind the pages: enroll, verify a code, disable, new codes.
+"""The account operations behind the pages: enroll, check a code, disable, new codes.
 
-Depends only on the Storage interface, the config and injected clocks. Keeps a brief
+Depends only on the storage roles, the config and injected clocks. Keeps a brief
 in-memory cache of each user's enrollment state (enrolled? which generation?) so the hot
 path does not read storage on every request; changes made here update it at once. A cached
 state is only good for ``STATE_CACHE_SECONDS``: older, it is read again, and while storage
@@ -8,29 +8,23 @@ is down an older one is no answer (StorageUnavailable), so a revocation is never
 TOTP secrets are sealed (AES-GCM, bound to the user) before they reach storage; a pending
 secret belongs to one app session of the user.
 
-Every code is compared only after storage reserved the attempt as a failure (throttling
-first, then the comparison): however many guesses arrive at once, at most
-``throttle.max_failures`` per window are compared. A right code clears the reservation.
-Failures count in a scope: ``signin`` (the user's own sign-in; too many lock the user) or
-``reset`` (the public password-reset gate; too many close the gate only).
+Every code is compared only after the throttle (``sidecar.throttle``) reserved the attempt
+as a failure; every change is written to the audit trail (``sidecar.audit``).
 """
 
 from __future__ import annotations
 
 import enum
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from sidecar.audit import Audit, OnEvent
 from sidecar.config import Config
 from sidecar.core import recovery, totp
 from sidecar.core.clock import Clock, Monotonic, wall
 from sidecar.core.clock import monotonic as steady
 from sidecar.crypto import SecretBox
-from sidecar.storage import SIGNIN, Attempt, Event, Scope, Storage, UserState
-
-log = logging.getLogger("sidecar.audit")
+from sidecar.storage import SIGNIN, Attempt, Scope, Storage, UserState
+from sidecar.throttle import Throttle
 
 STATE_CACHE_SECONDS = 5.0
 STATE_CACHE_LIMIT = 100_000
@@ -58,16 +52,17 @@ class CachedState:
     fetched_at: float
 
 
-class TwoFactor:
+class Accounts:
     def __init__(self, config: Config, storage: Storage,
                  clock: Clock = wall,
-                 on_event: Callable[[str, str, dict[str, Any]], None] = lambda *event: None,
+                 on_event: OnEvent = lambda *event: None,
                  monotonic: Monotonic = steady) -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
         self.monotonic = monotonic
-        self.on_event = on_event
+        self.audit = Audit(storage, clock, on_event)
+        self.throttle = Throttle(storage, config.throttle, self.audit)
         self.box = SecretBox(config.encryption_keys)
         self.params = totp.TotpParams(config.totp.digits, config.totp.period,
                                       config.totp.algorithm, config.totp.skew)
@@ -119,18 +114,6 @@ class TwoFactor:
         self._remember(user)
         return user
 
-    # -- audit --------------------------------------------------------------------------
-    async def audit(self, event: str, user_id: str, client: str, level: int = logging.INFO,
-                    **detail: Any) -> None:
-        """One audit event: a JSON log line (sidecar.audit) and a row in the events table.
-
-        Callers pass names and counts only: never a secret, a code or a cookie value.
-        """
-        log.log(level, event.replace("_", " "),
-                extra={"event": event, "user": user_id, "client": client, **detail})
-        self.on_event(event, user_id, detail)
-        await self.storage.add_event(Event(int(self.clock()), event, user_id, client, detail))
-
     # -- enrollment ---------------------------------------------------------------------
     async def pending_secret(self, user_id: str, session: str = "") -> str:
         """The secret being enrolled in this app session: the same one on reload until it expires.
@@ -153,7 +136,7 @@ class TwoFactor:
         Returns the result, the new recovery codes (shown once) and the new generation.
         """
         now = int(self.clock())
-        attempt = await self.storage.reserve_attempt(user_id, client, now, self.config.throttle)
+        attempt = await self.throttle.reserve(user_id, client, now)
         if attempt.failure_id is None:
             return self._refused(attempt, SIGNIN, now), [], 0
         sealed = await self.storage.pending_secret(user_id, session, now)
@@ -168,7 +151,7 @@ class TwoFactor:
                 user_id, session, sealed, step, self._hashes(user_id, codes), now)
         if generation is None:  # wrong code, none pending, or another request enrolled it
             return await self._failed(user_id, client, now, attempt, SIGNIN), [], 0
-        await self.storage.clear_failures_upto(user_id, SIGNIN, attempt.failure_id)
+        await self.throttle.passed(user_id, SIGNIN, attempt)
         self.forget(user_id)
         await self.audit("enabled", user_id, client)
         return CheckResult(Check.OK, recovery_left=len(codes)), codes, generation
@@ -189,14 +172,13 @@ class TwoFactor:
         user = await self.storage.get_user(user_id)
         if not user.enrolled or user.secret is None:
             return CheckResult(Check.NOT_ENROLLED)
-        attempt = await self.storage.reserve_attempt(user_id, client, now, self.config.throttle,
-                                                     scope)
+        attempt = await self.throttle.reserve(user_id, client, now, scope)
         if attempt.failure_id is None:
             return self._refused(attempt, scope, now)
         result = await self._verify(user, text, allow_recovery, now)
         if result is None:
             return await self._failed(user_id, client, now, attempt, scope)
-        await self.storage.clear_failures_upto(user_id, scope, attempt.failure_id)
+        await self.throttle.passed(user_id, scope, attempt)
         if result.used_recovery:
             await self.audit("recovery_code_used", user_id, client, remaining=result.recovery_left)
         else:
@@ -220,41 +202,13 @@ class TwoFactor:
         return None
 
     def _refused(self, attempt: Attempt, scope: Scope, now: int) -> CheckResult:
-        """LOCKED, nothing compared: the user is locked, or the failures reached a limit.
-
-        The failures counted include attempts of other requests still being compared.
-        """
-        limits = self.config.throttle
-        if attempt.locked_until > now:
-            return CheckResult(Check.LOCKED, locked_until=attempt.locked_until)
-        if attempt.by_user >= limits.max_failures and scope == SIGNIN:
-            return CheckResult(Check.LOCKED, locked_until=now + limits.lockout)
-        return CheckResult(Check.LOCKED, locked_until=now + limits.window)
+        """LOCKED, nothing compared: the throttle refused the attempt."""
+        return CheckResult(Check.LOCKED, locked_until=self.throttle.refused_until(attempt, scope, now))
 
     async def _failed(self, user_id: str, client: str, now: int, attempt: Attempt,
                       scope: Scope) -> CheckResult:
-        """The reservation stays as the failure; at the limit, the user is locked (sign-in).
-
-        At the reset gate the limit locks nothing: the gate stays closed for that account
-        while its failures within the window are at the limit.
-        """
-        limits = self.config.throttle
-        detail: dict[str, Any] = {"failures": attempt.by_user}
-        if scope != SIGNIN:
-            detail["scope"] = scope
-        await self.audit("challenge_failed", user_id, client, **detail)
-        if attempt.by_user >= limits.max_failures:
-            if scope != SIGNIN:
-                return CheckResult(Check.LOCKED, locked_until=now + limits.window)
-            until = now + limits.lockout
-            await self.storage.lock(user_id, until)
-            await self.audit("locked", user_id, client, logging.WARNING, until=until)
-            return CheckResult(Check.LOCKED, locked_until=until)
-        if attempt.by_client >= limits.max_failures_per_client:
-            await self.audit("client_throttled", user_id, client, logging.WARNING,
-                             failures=attempt.by_client)
-            return CheckResult(Check.LOCKED, locked_until=now + limits.window)
-        return CheckResult(Check.INVALID)
+        until = await self.throttle.failed(user_id, client, now, attempt, scope)
+        return CheckResult(Check.LOCKED, locked_until=until) if until else CheckResult(Check.INVALID)
 
     async def disable(self, user_id: str, actor: str = "user", client: str = "") -> bool:
         changed = await self.storage.disable(user_id)
