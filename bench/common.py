@@ -412,15 +412,15 @@ def seed_users(config_path: Path, count: int, recovery_codes: int = 0, start: in
 def sign_cookies(config_path: Path, users: Sequence[str]) -> list[str]:
     """A Cookie header per user: an app session cookie and a 2FA cookie bound to it, signed
     the way the challenge page signs it (generation 1, as seeded)."""
-    from sidecar.context import Sidecar
+    from sidecar.wiring import build_parts
 
     config = load(config_path)
-    sidecar = Sidecar(config)  # storage is never opened: signing needs only the keys
+    passes = build_parts(config).passes  # storage is never opened: signing needs only the keys
     name = config.cookie.name
     out = []
     for user in users:
         session = f"{SESSION_COOKIE}=s-{user}"
-        out.append(f"{session}; {name}={sidecar.pass_for(user, session, 1)}")
+        out.append(f"{session}; {name}={passes.issue(user, session, 1)}")
     return out
 
 

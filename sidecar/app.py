@@ -17,13 +17,14 @@ from sidecar import logs
 from sidecar.authz import FORWARD, NGINX, ForwardAuth
 from sidecar.branding import image_source
 from sidecar.config import Config
-from sidecar.context import Sidecar
 from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
 from sidecar.i18n import LanguageMiddleware
 from sidecar.i18n import gettext as _
 from sidecar.metrics import CONTENT_TYPE
 from sidecar.pages import Pages
 from sidecar.reset import ResetGate
+from sidecar.web.cookies import Cookies
+from sidecar.wiring import Parts, build_parts
 
 log = logging.getLogger("sidecar")
 
@@ -81,11 +82,12 @@ class SecurityHeaders:
 class SidecarApp:
     """The ASGI entry point: ``/auth/*`` handled directly, everything else by Starlette."""
 
-    def __init__(self, sidecar: Sidecar, reset_client: httpx.AsyncClient | None = None) -> None:
-        self.sidecar = sidecar
-        self.forward_auth = ForwardAuth(sidecar)
-        pages = Pages(sidecar)
-        self.reset = (ResetGate(pages, reset_client) if sidecar.config.password_reset.paths
+    def __init__(self, parts: Parts, reset_client: httpx.AsyncClient | None = None) -> None:
+        self.parts = parts
+        cookies = Cookies(parts.config)
+        self.forward_auth = ForwardAuth(parts, cookies)
+        pages = Pages(parts, cookies)
+        self.reset = (ResetGate(pages, reset_client) if parts.config.password_reset.paths
                       else None)
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
@@ -96,7 +98,7 @@ class SidecarApp:
                                 BadForwardedRequest: self.bad_request},
             lifespan=self.lifespan,
         )
-        config = sidecar.config
+        config = parts.config
         self.pages_app = SecurityHeaders(
             LanguageMiddleware(self.starlette, config.languages.enabled, config.languages.default),
             content_security_policy(config.allowed_redirect_hosts, config.branding.logo_url))
@@ -115,29 +117,27 @@ class SidecarApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        await self.sidecar.storage.open()
+        await self.parts.open()
         log.info("sidecar ready", extra={"event": "started"})
         try:
             yield
         finally:
-            await self.sidecar.notifier.aclose()
             if self.reset is not None:
                 await self.reset.aclose()
-            await self.sidecar.resolver.aclose()
-            await self.sidecar.storage.close()
+            await self.parts.aclose()
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(self, request: Request) -> Response:
         try:
-            await self.sidecar.storage.ping()
+            await self.parts.storage.ping()
         except StorageUnavailable:
             return PlainTextResponse("storage unavailable", status_code=503)
         return PlainTextResponse("ready")
 
     async def metrics(self, request: Request) -> Response:
-        return Response(self.sidecar.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(self.parts.metrics.render(), media_type=CONTENT_TYPE)
 
     async def ambiguous(self, request: Request, exc: Exception) -> Response:
         """A request real apps could read in two ways (see ``sidecar.core.request``): never served."""
@@ -171,8 +171,9 @@ class SidecarApp:
 
 
 def create_app(config: Config, reset_client: httpx.AsyncClient | None = None,
-               **parts: Any) -> SidecarApp:
-    return SidecarApp(Sidecar(config, **parts), reset_client)
+               **replaced: Any) -> SidecarApp:
+    """The app for ``config``; ``replaced`` parts (storage, resolver, clock) go to ``build_parts``."""
+    return SidecarApp(build_parts(config, **replaced), reset_client)
 
 
 def app_from_environment() -> SidecarApp:

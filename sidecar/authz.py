@@ -1,7 +1,7 @@
 """The forward-auth endpoints ``/auth/nginx`` and ``/auth/forward``: a lean ASGI path.
 
 Handlers translate: the one reading of the request (``sidecar.core.request``) and the original
-method/host/path the proxy forwarded → ``Sidecar.evaluate`` (which asks ``policy.decide``) →
+method/host/path the proxy forwarded → ``Decision.evaluate`` (which asks ``policy.decide``) →
 a response in the proxy's dialect. With warm caches the answer needs neither storage nor
 network: the app's who-am-I answer is cached per credential, the 2FA cookie's signature check
 and the user's generation are cached.
@@ -19,13 +19,14 @@ from urllib.parse import quote
 
 from sidecar import logs
 from sidecar.accounts import Check
-from sidecar.context import Sidecar
 from sidecar.core import policy
 from sidecar.core.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.core.policy import Target
 from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, BadForwardedRequest, Unavailable
 from sidecar.primary import Identity
+from sidecar.web.cookies import Cookies
+from sidecar.wiring import Parts
 
 log = logging.getLogger("sidecar.authz")
 
@@ -92,10 +93,11 @@ class ForwardAuth:
     never outlives the app's who-am-I answer it rests on.
     """
 
-    def __init__(self, sidecar: Sidecar) -> None:
-        self.sc = sidecar
-        self.prefix = sidecar.config.prefix
-        self.otp_header = sidecar.config.api.otp_header.lower()
+    def __init__(self, parts: Parts, cookies: Cookies) -> None:
+        self.parts = parts
+        self.cookies = cookies
+        self.prefix = parts.config.prefix
+        self.otp_header = parts.config.api.otp_header.lower()
         self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
         self._answers: dict[tuple[Any, ...], Cached] = {}
 
@@ -104,9 +106,9 @@ class ForwardAuth:
         client = scope.get("client")
         key = (flavour, client[0] if client else None, tuple(scope["headers"]))
         hit = self._answers.get(key)
-        if hit is not None and hit.until > time.monotonic() and hit.pass_end > self.sc.clock() \
-                and self.sc.accounts.generation_is(hit.user, hit.generation):
-            self.sc.metrics.decided("allow", started)
+        if hit is not None and hit.until > time.monotonic() and hit.pass_end > self.parts.clock() \
+                and self.parts.accounts.generation_is(hit.user, hit.generation):
+            self.parts.metrics.decided("allow", started)
             await hit.answer.send(send)
             return
         outcome, answer, cacheable = await self._answer_for(scope, flavour)
@@ -117,14 +119,14 @@ class ForwardAuth:
                 if len(self._answers) >= ANSWER_CACHE_LIMIT:
                     self._answers.clear()
             self._answers[key] = cacheable
-        self.sc.metrics.decided(outcome, started)
+        self.parts.metrics.decided(outcome, started)
         await answer.send(send)
 
     async def _answer_for(self, scope: MutableMapping[str, Any], flavour: str
                           ) -> tuple[str, Answer, Cached | None]:
         """(outcome, answer, what to cache when the answer may be reused)."""
-        sc = self.sc
-        reading = sc.read(scope)
+        parts = self.parts
+        reading = parts.door.read(scope)
         logs.request_id.set(logs.new_request_id(reading.headers.text("x-request-id")))
         if not reading.trusted:
             log.warning("forward-auth call from untrusted peer %s refused", reading.peer)
@@ -148,8 +150,9 @@ class ForwardAuth:
 
     async def _decide(self, reading: Reading, original: Original, flavour: str
                       ) -> tuple[str, Answer, Cached | None]:
-        sc = self.sc
-        verdict = await sc.evaluate(reading, Target(original.host, original.path, original.method))
+        parts = self.parts
+        target = Target(original.host, original.path, original.method)
+        verdict = await parts.decision.evaluate(reading, target)
         outcome = verdict.outcome
         if outcome is policy.Outcome.OTP and verdict.user is not None:
             refused = await self._api_code(reading, verdict.user)
@@ -161,7 +164,7 @@ class ForwardAuth:
         cacheable = None
         item = verdict.item
         if item is not None and outcome is policy.Outcome.ALLOW and verdict.new_pass is None:
-            end = sc.pass_expiry(item)
+            end = parts.passes.expiry(item)
             if verdict.rule.step_up:
                 end = min(end, item.code_at + verdict.rule.step_up)
             until = min(time.monotonic() + ANSWER_CACHE_SECONDS, verdict.until)
@@ -170,7 +173,7 @@ class ForwardAuth:
 
     async def _api_code(self, reading: Reading, user: str) -> tuple[str, Answer, None] | None:
         """None when an API client's X-OTP code lets it pass, else the refusal."""
-        sc = self.sc
+        parts = self.parts
         required = ((b"x-otp", b"required; app"),)
         try:
             code = reading.headers.single(self.otp_header).strip()
@@ -179,18 +182,18 @@ class ForwardAuth:
         if not code:
             return "otp_required", json_error(
                 401, "otp_required", "this account uses two-factor authentication: send a "
-                f"current code in the {sc.config.api.otp_header} header", required), None
-        now = sc.clock()
-        burst = (sc.fingerprint_of(reading.authorization), code)
+                f"current code in the {parts.config.api.otp_header} header", required), None
+        now = parts.clock()
+        burst = (parts.passes.fingerprint(reading.authorization), code)
         until = self._bursts.get(burst)
         if until is not None and now < until:
             return None
-        result = await sc.accounts.check(user, code, reading.client, allow_recovery=False)
+        result = await parts.accounts.check(user, code, reading.client, allow_recovery=False)
         if result.check is Check.OK:
-            if sc.config.api.burst_seconds:
+            if parts.config.api.burst_seconds:
                 if len(self._bursts) > 10_000:
                     self._bursts = {k: v for k, v in self._bursts.items() if v > now}
-                self._bursts[burst] = now + sc.config.api.burst_seconds
+                self._bursts[burst] = now + parts.config.api.burst_seconds
             return None
         detail = ("too many failed codes; try again later" if result.check is Check.LOCKED
                   else "the code is not valid (wrong, expired or already used)")
@@ -198,12 +201,10 @@ class ForwardAuth:
 
     def _answer(self, outcome: policy.Outcome, identity: Identity | None, original: Original,
                 reading: Reading, flavour: str, refresh: str | None) -> Answer:
-        sc = self.sc
         if outcome is policy.Outcome.ALLOW:
             out = identity_headers(identity) if identity else []
             if refresh:
-                out.append((b"set-cookie",
-                            sc.set_cookie(refresh, sc.secure(original.scheme)).encode()))
+                out.append((b"set-cookie", self.cookies.set_pass(refresh, original.scheme).encode()))
             return Answer(200, tuple(out))
         if outcome is policy.Outcome.DENY:
             return json_error(403, "forbidden", "access to this resource is denied")

@@ -20,7 +20,7 @@ from sidecar.app_env import CONFIG_ENV
 from sidecar.config import Config, SQLiteConfig, config_warnings, load_config
 from sidecar.errors import ConfigError, SecretUnreadable, StorageUnavailable
 from sidecar.storage import SQLiteStorage, UserState
-from sidecar.wiring import make_storage
+from sidecar.wiring import build_parts, make_storage
 
 EXIT_CONFIG = 2
 GRACEFUL_SECONDS = 10  # in-flight requests get this long to finish on SIGTERM
@@ -103,16 +103,12 @@ def _describe(user: UserState, when: Callable[[int | None], str]) -> str:
 
 
 async def _users(config: Config, action: str, user_id: str | None) -> int:
-    from sidecar.accounts import Accounts
-    from sidecar.notify import Notifier
     from sidecar.pages import when
 
-    storage = make_storage(config)
-    await storage.open()
-    notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact)
+    parts = build_parts(config)
+    storage, accounts = parts.storage, parts.accounts
     try:
-        service = Accounts(config, storage,
-                            on_event=lambda event, user, detail: notifier.notify(event, user, detail))
+        await parts.open()
         if action == "list":
             for user in await storage.list_users():
                 print(_describe(user, when))
@@ -126,31 +122,28 @@ async def _users(config: Config, action: str, user_id: str | None) -> int:
                       + "".join(f"  {k}={v}" for k, v in sorted(event.detail.items())))
             return 0
         if action == "reset":
-            if not await service.disable(user_id, actor="admin"):
+            if not await accounts.disable(user_id, actor="admin"):
                 print(f"{user_id}: 2FA was not on; nothing changed")
                 return 1
             print(f"{user_id}: 2FA removed; every 2FA cookie of this user has ended."
                   " The user can set it up again.")
             return 0
-        if not await service.unlock(user_id):
+        if not await accounts.unlock(user_id):
             print(f"{user_id}: was not locked")
             return 1
         print(f"{user_id}: unlocked")
         return 0
     finally:
-        await notifier.aclose()  # the admin-reset notice goes out before the command ends
-        await storage.close()
+        await parts.aclose()  # the admin-reset notice goes out before the command ends
 
 
 async def _rotate(config: Config) -> int:
-    from sidecar.accounts import Accounts
-
-    storage = make_storage(config)
-    await storage.open()
+    parts = build_parts(config)
     try:
-        done, current = await Accounts(config, storage).rotate_keys()
+        await parts.open()
+        done, current = await parts.accounts.rotate_keys()
     finally:
-        await storage.close()
+        await parts.aclose()
     print(f"re-encrypted {done} secret(s) under the newest key; {current} already were."
           " The older keys can now be removed from secrets.encryption_keys.")
     return 0

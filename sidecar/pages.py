@@ -1,7 +1,7 @@
 """The sidecar's own pages under the prefix: challenge, enroll, settings, disable, logout.
 
-Each handler reads the request through the one door (``Sidecar.read``), asks the one decision
-(``Sidecar.evaluate``: who the app says is logged in now, whether this app session passed 2FA,
+Each handler reads the request through the one door (``parts.door``), asks the one decision
+(``parts.decision.evaluate``: who the app says is logged in now, whether this app session passed 2FA,
 what the target's strictest rule wants) and renders a template. Every POST carries a CSRF
 token bound to the user and the primary session, comes from the same site (``Origin`` and
 ``Sec-Fetch-Site`` when the browser sends them), and holds each field once.
@@ -24,17 +24,20 @@ from starlette.templating import Jinja2Templates
 
 from sidecar.accounts import Check, CheckResult
 from sidecar.branding import brand_css, support_link
-from sidecar.context import Sidecar, Verdict
 from sidecar.core import policy, totp
 from sidecar.core.forwarded import page_origin, safe_redirect
 from sidecar.core.policy import Target
 from sidecar.core.request import Reading
+from sidecar.core.tokens import CSRF, Signer
+from sidecar.decision import Verdict
 from sidecar.errors import Ambiguous
 from sidecar.i18n import gettext as _
 from sidecar.i18n import install as install_i18n
 from sidecar.i18n import lazy_gettext as _l
 from sidecar.i18n import ngettext, preload
 from sidecar.primary import Identity, Resolved
+from sidecar.web.cookies import Cookies
+from sidecar.wiring import Parts
 
 LOW_RECOVERY_CODES = 3
 MAX_FIELD = 512  # characters in one form field; longer is refused
@@ -113,19 +116,22 @@ def lockout_message(locked_until: float, now: float) -> str:
 
 
 class Pages:
-    def __init__(self, sidecar: Sidecar) -> None:
-        self.sc = sidecar
-        self.prefix = sidecar.config.prefix
+    def __init__(self, parts: Parts, cookies: Cookies) -> None:
+        self.parts = parts
+        config = parts.config
+        self.cookies = cookies
+        self.csrf_signer = Signer(parts.config.signing_keys, CSRF)
+        self.prefix = config.prefix
         self.templates = Jinja2Templates(directory=str(templates_dir()))
-        brand = sidecar.config.branding
-        preload(sidecar.config.languages.enabled)
+        brand = config.branding
+        preload(config.languages.enabled)
         install_i18n(self.templates.env)
         self.brand_css = brand_css(brand.accent_color) if brand.accent_color else ""
         self.templates.env.globals.update(
-            prefix=self.prefix, issuer=sidecar.config.totp.issuer, digits=sidecar.config.totp.digits,
-            product_name=brand.product_name or sidecar.config.totp.issuer, logo=brand.logo,
-            brand_css=bool(self.brand_css), support=sidecar.config.support_contact,
-            support_href=support_link(sidecar.config.support_contact))
+            prefix=self.prefix, issuer=config.totp.issuer, digits=config.totp.digits,
+            product_name=brand.product_name or config.totp.issuer, logo=brand.logo,
+            brand_css=bool(self.brand_css), support=config.support_contact,
+            support_href=support_link(config.support_contact))
 
     def routes(self) -> list[Route | Mount]:
         p = self.prefix
@@ -146,23 +152,23 @@ class Pages:
     # -- helpers ------------------------------------------------------------------------
     async def visit(self, request: Request) -> Visit:
         """Read the request (Ambiguous and BadForwardedRequest go to the app's handlers)."""
-        sc = self.sc
-        reading = sc.read(request.scope)
+        parts = self.parts
+        reading = parts.door.read(request.scope)
         forwarded = reading.headers.forwarded()
         scheme, host = page_origin(forwarded, reading.trusted, request.url.scheme)
-        resolved = await sc.resolve(reading)
-        verdict = (await sc.evaluate(reading, None, resolved)
+        resolved = await parts.decision.resolve(reading)
+        verdict = (await parts.decision.evaluate(reading, None, resolved)
                    if resolved.identity is not None else None)
         return Visit(request, reading, scheme, host, resolved, verdict)
 
     def rd(self, visit: Visit, value: str | None, fallback: str = "/") -> str:
-        return safe_redirect(value, visit.scheme, visit.host, self.sc.config.allowed_redirect_hosts,
+        return safe_redirect(value, visit.scheme, visit.host, self.parts.config.allowed_redirect_hosts,
                              fallback)
 
     def render(self, visit: Visit, name: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("identity", visit.identity)
         if visit.identity is not None:
-            context.setdefault("csrf", self.sc.csrf(visit.user, visit.reading))
+            context.setdefault("csrf", self.csrf(visit))
         return self.templates.TemplateResponse(visit.request, name, context, status_code=status)
 
     def go(self, location: str, cookie: str | None = None) -> Response:
@@ -191,12 +197,12 @@ class Pages:
             fields[key] = value if len(value) <= MAX_FIELD else "\x00"
         for key in repeated:
             fields[key] = "\x00" if key == "code" else ""
-        if visit.identity is None or not self.same_site(visit) or not self.sc.csrf_ok(
-                visit.user, visit.reading, fields.get("csrf", "")):
+        if visit.identity is None or not self.same_site(visit) or not self.csrf_ok(
+                visit, fields.get("csrf", "")):
             return self.render(visit, "message.html", 403, title=_("This form has expired"),
                                text=_("Reload the page and try again."),
                                link=self.prefix + "/settings")
-        await self.sc.accounts.remember_contact(visit.user, visit.identity.email)
+        await self.parts.accounts.remember_contact(visit.user, visit.identity.email)
         return fields
 
     def same_site(self, visit: Visit) -> bool:
@@ -217,9 +223,17 @@ class Pages:
                            link=self.rd(visit, visit.request.query_params.get("rd")))
 
     def pass_cookie(self, visit: Visit, generation: int) -> str:
-        assert visit.identity is not None
-        value = self.sc.new_pass(visit.identity, visit.reading, generation)
-        return self.sc.set_cookie(value, self.sc.secure(visit.scheme))
+        """A new 2FA pass for this app session, as its Set-Cookie line."""
+        value = self.parts.passes.issue(visit.user, visit.reading.session_key, generation)
+        return self.cookies.set_pass(value, visit.scheme)
+
+    def csrf(self, visit: Visit) -> str:
+        """The page's CSRF token, bound to the user and the app session (stable within it)."""
+        return self.csrf_signer.mac(visit.user, self.parts.passes.fingerprint(visit.reading.session_key))
+
+    def csrf_ok(self, visit: Visit, token: str) -> bool:
+        return self.csrf_signer.mac_valid(token, visit.user,
+                                          self.parts.passes.fingerprint(visit.reading.session_key))
 
     def target(self, visit: Visit, rd: str, method: str = "GET") -> Target:
         """What ``rd`` (a safe, checked target) asks for, as the rules see it."""
@@ -229,7 +243,7 @@ class Pages:
 
     def check_message(self, result: CheckResult, recovery: bool = False) -> str:
         if result.check is Check.LOCKED:
-            return lockout_message(result.locked_until, self.sc.clock())
+            return lockout_message(result.locked_until, self.parts.clock())
         if recovery:
             return _("That recovery code is not valid or was used already. Check it and try again.")
         return _("That code is not valid. Check your authenticator app and try again.")
@@ -248,7 +262,7 @@ class Pages:
         visit = await self.visit(request)
         if visit.identity is None:
             return self.signed_out(visit)
-        sc = self.sc
+        parts = self.parts
         source: Any = request.query_params
         if request.method == "POST":
             source = await self.form(visit)
@@ -257,7 +271,7 @@ class Pages:
         rd = self.rd(visit, source.get("rd"))
         mode = "recovery" if source.get("mode", source.get("method")) == "recovery" else "totp"
         method = source.get("m", "GET")
-        verdict = await sc.evaluate(visit.reading, self.target(visit, rd, method), visit.resolved)
+        verdict = await parts.decision.evaluate(visit.reading, self.target(visit, rd, method), visit.resolved)
         outcome = verdict.outcome
         if outcome is policy.Outcome.ENROLL:
             # a proxy that sends every 401 here (ingress-nginx auth-signin) still reaches set-up
@@ -266,58 +280,58 @@ class Pages:
             return self.render(visit, "message.html", 403, title=_("Access denied"),
                                text=_("This page is not available to your account."), link="/")
         if outcome is policy.Outcome.ALLOW and (request.method == "GET" or verdict.verified):
-            cookie = (sc.set_cookie(verdict.new_pass, sc.secure(visit.scheme))
+            cookie = (self.cookies.set_pass(verdict.new_pass, visit.scheme)
                       if verdict.new_pass and request.method == "GET" else None)
             return self.go(rd, cookie)
         step_up = outcome is policy.Outcome.STEP_UP
-        user = await sc.accounts.user(visit.user)
+        user = await parts.accounts.user(visit.user)
         if not user.enrolled:
             return self.go(rd)
         error = ""
         status = 200
         if request.method == "POST":
-            result = await sc.accounts.check(visit.user, source.get("code", ""), visit.client)
-            sc.metrics.checked(result.check.value)
+            result = await parts.accounts.check(visit.user, source.get("code", ""), visit.client)
+            parts.metrics.checked(result.check.value)
             if result.check is Check.OK:
-                fresh = await sc.accounts.user(visit.user)
+                fresh = await parts.accounts.user(visit.user)
                 cookie = self.pass_cookie(visit, fresh.generation)
                 if result.used_recovery and result.recovery_left <= LOW_RECOVERY_CODES:
                     response = self.go(
                         f"{self.prefix}/settings?{urlencode({'rd': rd, 'low': 1})}", cookie)
                 else:
                     response = self.go(rd, cookie)
-                if source.get("remember") == "1" and sc.devices is not None and not step_up:
-                    value = await sc.devices.remember(
+                if source.get("remember") == "1" and parts.devices is not None and not step_up:
+                    value = await parts.devices.remember(
                         visit.user, fresh.generation, visit.reading.headers.text("user-agent"),
-                        int(sc.clock()))
-                    response.headers.append("set-cookie", sc.device_cookie(
-                        value, sc.secure(visit.scheme)))
+                        int(parts.clock()))
+                    response.headers.append("set-cookie",
+                                            self.cookies.set_device(value, visit.scheme))
                 return response
             error = self.check_message(result, recovery=mode == "recovery")
             status = 429 if result.check is Check.LOCKED else 400
-        elif user.locked_until > sc.clock():
+        elif user.locked_until > parts.clock():
             error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
         switch = {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}
         if step_up:
             switch |= {"why": "step_up", "m": method}
         return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
                            mode=mode, error=error, step_up=step_up, method=method,
-                           digits=sc.config.totp.digits,
-                           remember_days=(sc.config.remember_device.max_days
-                                          if sc.devices is not None and not step_up else 0),
+                           digits=parts.config.totp.digits,
+                           remember_days=(parts.config.remember_device.max_days
+                                          if parts.devices is not None and not step_up else 0),
                            switch_url=f"{self.prefix}/challenge?" + urlencode(switch))
 
     async def enroll(self, request: Request) -> Response:
         visit = await self.visit(request)
         if visit.identity is None:
             return self.signed_out(visit)
-        sc = self.sc
+        parts = self.parts
         rd = self.rd(visit, request.query_params.get("rd"), "")
         if visit.enrolled:
             if not visit.verified:
                 return self.go(f"{self.prefix}/challenge?{urlencode({'rd': rd or '/'})}")
             return self.go(rd or self.prefix + "/settings")
-        session = sc.fingerprint(visit.reading)
+        session = parts.passes.fingerprint(visit.reading.session_key)
         error = ""
         status = 200
         if request.method == "POST":
@@ -325,44 +339,44 @@ class Pages:
             if isinstance(fields, Response):
                 return fields
             rd = self.rd(visit, fields.get("rd"), "")
-            result, codes, generation = await sc.accounts.complete_enrollment(
+            result, codes, generation = await parts.accounts.complete_enrollment(
                 visit.user, fields.get("code", ""), visit.client, session=session)
-            sc.metrics.checked("enroll_" + result.check.value)
+            parts.metrics.checked("enroll_" + result.check.value)
             if result.check is Check.OK:
                 response = self.codes_page(visit, codes, rd, "enabled")
                 response.headers.append("set-cookie", self.pass_cookie(visit, generation))
                 return response
             error = self.check_message(result)
             status = 429 if result.check is Check.LOCKED else 400
-        secret = await sc.accounts.pending_secret(visit.user, session=session)
-        uri = totp.provisioning_uri(secret, visit.account, sc.config.totp.issuer,
-                                    sc.accounts.params)
+        secret = await parts.accounts.pending_secret(visit.user, session=session)
+        uri = totp.provisioning_uri(secret, visit.account, parts.config.totp.issuer,
+                                    parts.accounts.params)
         # omitsize: a viewBox instead of a fixed size, so the stylesheet scales the whole code
         qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111",
                                                    light="#fff",
                                                    title=_("QR code for your authenticator app"))
         return self.render(visit, "enroll.html", status, qr=qr, account=visit.account,
                            key=totp.grouped(secret), error=error, rd=rd,
-                           period=sc.config.totp.period, digits=sc.config.totp.digits)
+                           period=parts.config.totp.period, digits=parts.config.totp.digits)
 
     def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
         query = {"notice": notice} | ({"rd": rd} if rd else {})
-        issued = when(int(self.sc.clock()))
-        issuer = self.sc.config.totp.issuer
+        issued = when(int(self.parts.clock()))
+        issuer = self.parts.config.totp.issuer
         text = "\n".join([_("%(issuer)s recovery codes", issuer=issuer),
                           _("Account: %(account)s", account=visit.account),
                           _("Created: %(date)s", date=issued), "",
                           _("Each code works once. Keep them somewhere safe."), "", *codes, ""])
         return self.render(visit, "recovery_codes.html", codes=codes, account=visit.account,
                            download="data:text/plain;charset=utf-8," + quote(text),
-                           filename=f"{self.sc.config.totp.issuer}-recovery-codes.txt",
+                           filename=f"{self.parts.config.totp.issuer}-recovery-codes.txt",
                            complete=f"{self.prefix}/settings?{urlencode(query)}", issued=issued)
 
     async def settings(self, request: Request) -> Response:
         visit = await self.visit(request)
         if visit.identity is None:
             return self.signed_out(visit)
-        user = await self.sc.accounts.user(visit.user)
+        user = await self.parts.accounts.user(visit.user)
         query = request.query_params
         if visit.enrolled and not visit.verified:
             here = f"{self.prefix}/settings"
@@ -375,13 +389,13 @@ class Pages:
 
     async def device_list(self, visit: Visit) -> list[dict[str, str]]:
         """The user's remembered devices for the settings page (this one marked)."""
-        if self.sc.devices is None:
+        if self.parts.devices is None:
             return []
-        own = self.sc.devices.device_id(
-            visit.reading.cookie(self.sc.config.remember_device.cookie_name))
+        own = self.parts.devices.device_id(
+            visit.reading.cookie(self.parts.config.remember_device.cookie_name))
         return [{"id": d.device_id, "browser": d.browser, "created": when(d.created_at),
                  "seen": when(d.last_seen), "this": "1" if d.device_id == own else ""}
-                for d in await self.sc.storage.devices(visit.user)]
+                for d in await self.parts.storage.devices(visit.user)]
 
     async def forget_devices(self, request: Request) -> Response:
         """POST: forget one remembered device (``device``) or all (``device=all``)."""
@@ -391,11 +405,11 @@ class Pages:
         fields = await self.form(visit)
         if isinstance(fields, Response):
             return fields
-        if not visit.verified or self.sc.devices is None:
+        if not visit.verified or self.parts.devices is None:
             return self.go(f"{self.prefix}/settings")
         which = fields.get("device", "")
-        count = await self.sc.devices.forget(visit.user, None if which == "all" else which)
-        await self.sc.accounts.audit("devices_forgotten", visit.user, visit.client, count=count)
+        count = await self.parts.devices.forget(visit.user, None if which == "all" else which)
+        await self.parts.accounts.audit("devices_forgotten", visit.user, visit.client, count=count)
         return self.go(f"{self.prefix}/settings?notice=devices")
 
     async def _confirmed(self, visit: Visit) -> tuple[dict[str, str], CheckResult] | Response:
@@ -408,8 +422,8 @@ class Pages:
         if not visit.verified:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
-        result = await self.sc.accounts.check(visit.user, fields.get("code", ""), visit.client)
-        self.sc.metrics.checked(result.check.value)
+        result = await self.parts.accounts.check(visit.user, fields.get("code", ""), visit.client)
+        self.parts.metrics.checked(result.check.value)
         return fields, result
 
     async def disable(self, request: Request) -> Response:
@@ -419,9 +433,9 @@ class Pages:
             return outcome
         _, result = outcome
         if result.check is Check.OK:
-            await self.sc.accounts.disable(visit.user, client=visit.client)
+            await self.parts.accounts.disable(visit.user, client=visit.client)
             return self.go(f"{self.prefix}/settings?notice=disabled",
-                           self.sc.clear_cookie(self.sc.secure(visit.scheme)))
+                           self.cookies.clear_pass(visit.scheme))
         return await self.settings_error(visit, result, "disable")
 
     async def recovery_codes(self, request: Request) -> Response:
@@ -431,12 +445,12 @@ class Pages:
             return outcome
         _, result = outcome
         if result.check is Check.OK:
-            codes = await self.sc.accounts.new_recovery_codes(visit.user, visit.client)
+            codes = await self.parts.accounts.new_recovery_codes(visit.user, visit.client)
             return self.codes_page(visit, codes, "", "codes")
         return await self.settings_error(visit, result, "codes")
 
     async def settings_error(self, visit: Visit, result: CheckResult, form: str) -> Response:
-        user = await self.sc.accounts.user(visit.user)
+        user = await self.parts.accounts.user(visit.user)
         status = 429 if result.check is Check.LOCKED else 400
         return self.render(visit, "settings.html", status, user=user, since=when(user.enabled_at),
                            notice="", rd="", low=False, form_error=form,
@@ -459,4 +473,4 @@ class Pages:
             rd = self.rd(visit, fields.get("rd"))
         else:
             rd = "/"
-        return self.go(rd, self.sc.clear_cookie(self.sc.secure(visit.scheme)))
+        return self.go(rd, self.cookies.clear_pass(visit.scheme))

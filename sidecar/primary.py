@@ -235,9 +235,3 @@ def _where(url: str) -> str:
     except ValueError:
         return "(invalid URL)"
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
-
-
-def make_resolver(config: Config) -> Resolver:
-    if config.primary.resolver == "header":
-        return HeaderResolver(config)
-    return IntrospectResolver(config)

@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from sidecar.accounts import Check
 from sidecar.config import ResetConfig
+from sidecar.core.forwarded import page_origin
 from sidecar.core.request import RESET_GRANT_COOKIE as GRANT_COOKIE
 from sidecar.core.request import RESET_NONCE_COOKIE as NONCE_COOKIE
 from sidecar.core.tokens import RESET_CSRF, RESET_GRANT, Signer
@@ -46,8 +47,8 @@ from sidecar.i18n import gettext as _
 from sidecar.storage import RESET
 
 if TYPE_CHECKING:
-    from sidecar.context import Sidecar
     from sidecar.pages import Pages, Visit
+    from sidecar.wiring import Parts
 
 log = logging.getLogger("sidecar.reset")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer",
@@ -86,25 +87,31 @@ class Grant:
 class ResetGate:
     def __init__(self, pages: Pages, client: httpx.AsyncClient | None = None) -> None:
         self.pages = pages
-        self.sc: Sidecar = pages.sc
-        self.settings: ResetConfig = self.sc.config.password_reset
-        keys = self.sc.config.signing_keys
+        self.parts: Parts = pages.parts
+        self.cookies = pages.cookies
+        self.settings: ResetConfig = self.parts.config.password_reset
+        keys = self.parts.config.signing_keys
         self.grants = Signer(keys, RESET_GRANT, max_length=1024)
         self.csrf = Signer(keys, RESET_CSRF)
         self.client = client or httpx.AsyncClient(timeout=10, follow_redirects=False)
 
     def routes(self) -> list[Route]:
-        prefix = self.sc.config.prefix
+        prefix = self.parts.config.prefix
         return [Route(prefix + "/reset", self.gate, methods=["GET", "POST"]),
                 *[Route(path, self.forward, methods=["GET", "POST"]) for path in self.settings.paths]]
 
     # -- the gate page ------------------------------------------------------------------
     def _cookie(self, request: Request, name: str) -> str:
         """One of the gate's own cookies, from the one reading of the request (ambiguous: 401)."""
-        reading = self.sc.read(request.scope)
+        reading = self.parts.door.read(request.scope)
         if reading.problem:
             raise Ambiguous(reading.problem)
         return reading.cookie(name)
+
+    def _scheme(self, request: Request) -> str:
+        """The scheme the browser used (from a trusted proxy's X-Forwarded-Proto)."""
+        reading = self.parts.door.read(request.scope)
+        return page_origin(reading.headers.forwarded(), reading.trusted, request.url.scheme)[0]
 
     def _nonce(self, request: Request) -> tuple[str, bool]:
         """The anonymous visitor's CSRF nonce (a cookie), and whether it is new."""
@@ -131,8 +138,7 @@ class ResetGate:
             status = answer
         response = self.pages.render(visit, "reset.html", status, **context)
         if fresh:
-            response.headers.append("set-cookie", f"{NONCE_COOKIE}={nonce}; "
-                                    f"Path={self.sc.config.prefix}/reset; HttpOnly; SameSite=Strict")
+            response.headers.append("set-cookie", self.cookies.set_reset_nonce(nonce, visit.scheme))
         return response
 
     async def _posted(self, visit: Visit, request: Request, nonce: str, fresh: bool,
@@ -154,7 +160,7 @@ class ResetGate:
             context.update(account=account[:MAX_ACCOUNT],
                            error=_("Enter the account whose password you want to reset."))
             return 400
-        users = await self.sc.storage.users_for_account(account)
+        users = await self.parts.storage.users_for_account(account)
         if len(users) > 1:
             log.warning("password reset refused: the account names %d users", len(users))
             context["error"] = _("This name fits more than one account, so its password cannot be "
@@ -168,13 +174,14 @@ class ResetGate:
             context.update(error=outcome, ask_code=True)
             return 400
         granted = RedirectResponse(rd, status_code=303)
-        granted.headers.append("set-cookie", await self._issue(account, outcome, visit.scheme))
+        granted.headers.append("set-cookie", self.cookies.set_reset_grant(
+            await self._issue(account, outcome), visit.scheme))
         return granted
 
     async def _decide(self, user: str | None, fields: dict[str, str],
                       client: str) -> bool | str | None:
         """True/False: grant (ok or not); a message: ask again; None: ask for the code first."""
-        enrolled = user is not None and (await self.sc.accounts.user(user)).enrolled
+        enrolled = user is not None and (await self.parts.accounts.user(user)).enrolled
         code = fields.get("code", "").strip()
         if not enrolled:
             return True  # nothing to check; with always_ask the answer looks the same
@@ -182,31 +189,28 @@ class ResetGate:
         if not code:
             return _("Enter a code from your authenticator app or a recovery code.") \
                 if self.settings.always_ask or "code" in fields else None
-        result = await self.sc.accounts.check(user, code, client, scope=RESET)
+        result = await self.parts.accounts.check(user, code, client, scope=RESET)
         if result.check is Check.OK:
-            await self.sc.accounts.audit("reset_gate_passed", user, client)
+            await self.parts.accounts.audit("reset_gate_passed", user, client)
             return True
         if self.settings.always_ask:
             return False  # same answer as a success: the app never sees this grant
         return self.pages.check_message(result)
 
-    async def _issue(self, account: str, ok: bool, scheme: str) -> str:
-        """A new grant, kept in storage (to be used once) and signed into its cookie."""
-        now = int(self.sc.clock())
+    async def _issue(self, account: str, ok: bool) -> str:
+        """A new grant, kept in storage (to be used once), signed: the grant cookie's value."""
+        now = int(self.parts.clock())
         until = now + self.settings.grant_seconds
         grant_id = secrets.token_urlsafe(24)
-        await self.sc.storage.add_grant(grant_id, account, until, now)
-        value = self.grants.dumps(grant_id, account, ok, until)
-        parts = [f"{GRANT_COOKIE}={value}", "Path=/", f"Max-Age={self.settings.grant_seconds}",
-                 "HttpOnly", "SameSite=Lax"]
-        return "; ".join(parts + (["Secure"] if self.sc.secure(scheme) else []))
+        await self.parts.storage.add_grant(grant_id, account, until, now)
+        return self.grants.dumps(grant_id, account, ok, until)
 
     def _grant(self, request: Request) -> Grant | None:
         fields = self.grants.loads(self._cookie(request, GRANT_COOKIE), str, str, bool, int)
         if fields is None:
             return None
         grant_id, account, ok, until = fields
-        return Grant(grant_id, account, ok) if until > self.sc.clock() else None
+        return Grant(grant_id, account, ok) if until > self.parts.clock() else None
 
     def _query_account_ok(self, request: Request, grant: Grant | None) -> bool:
         """No account in the query string, unless it is exactly the granted one."""
@@ -231,7 +235,7 @@ class ResetGate:
     # -- the app's reset path, forwarded ------------------------------------------------
     async def forward(self, request: Request) -> Response:
         grant = self._grant(request)
-        gate = f"{self.sc.config.prefix}/reset?{urlencode({'rd': request.url.path})}"
+        gate = f"{self.parts.config.prefix}/reset?{urlencode({'rd': request.url.path})}"
         if grant is None:
             return RedirectResponse(gate, status_code=303)
         if not self._query_account_ok(request, grant):
@@ -247,7 +251,7 @@ class ResetGate:
             if name.lower() not in HOP_BY_HOP and name.lower() not in ("date", "server"):
                 response.headers.append(name, value)
         if request.method == "POST":  # one reset per grant (and storage holds it to that)
-            response.headers.append("set-cookie", f"{GRANT_COOKIE}=; Path=/; Max-Age=0")
+            response.headers.append("set-cookie", self.cookies.clear_reset_grant(self._scheme(request)))
         return response
 
     async def _refuse_post(self, request: Request, body: bytes, grant: Grant,
@@ -263,7 +267,7 @@ class ResetGate:
         account = next((v for k, v in fields or () if k == self.settings.account_field), None)
         if account is None or account_key(account) != account_key(grant.account) or not grant.ok:
             return await self._refuse_account(request, grant, gate)
-        if not await self.sc.storage.use_grant(grant.grant_id, int(self.sc.clock())):
+        if not await self.parts.storage.use_grant(grant.grant_id, int(self.parts.clock())):
             log.warning("password reset refused: the grant was used already")
             return self.pages.render(await self.pages.visit(request), "message.html", 403,
                                      title=_("Confirm this account again"),

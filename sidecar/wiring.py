@@ -1,12 +1,28 @@
-"""The composition root: where the parts of a running sidecar are chosen and joined.
+"""The composition root: the one place where the parts of a running sidecar are chosen and joined.
 
-The web app, the command line, the benchmarks and the tests build their parts here and
-nowhere else.
+``build_parts(config)`` makes each part once (storage, the app's who-am-I resolver, the
+account service, passes, remembered devices, the one door, the one decision, metrics,
+notices) and hands them over as ``Parts``. The web app, the command line, the benchmarks and
+the tests build here and nowhere else; a test replaces a part by passing it in (a storage,
+a resolver talking to an in-process app, a fixed clock).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.accounts import Accounts
 from sidecar.config import Config, PostgresConfig
+from sidecar.core.clock import Clock, wall
+from sidecar.core.forwarded import TrustedProxies
+from sidecar.core.request import RESET_COOKIES, Door
+from sidecar.decision import Decision
+from sidecar.devices import Devices
+from sidecar.metrics import Metrics
+from sidecar.notify import Notifier
+from sidecar.passes import Passes
+from sidecar.primary import HeaderResolver, IntrospectResolver, Resolver
 from sidecar.storage import SQLiteStorage, Storage
 
 
@@ -17,3 +33,68 @@ def make_storage(config: Config) -> Storage:
 
         return PostgresStorage(config.storage.dsn)
     return SQLiteStorage(config.storage.path)
+
+
+def make_resolver(config: Config) -> Resolver:
+    """Who is logged in: the app's who-am-I URL, or a trusted proxy's headers."""
+    if config.primary.resolver == "header":
+        return HeaderResolver(config)
+    return IntrospectResolver(config)
+
+
+def make_door(config: Config) -> Door:
+    """How requests are read: which cookies and headers matter, which peers are believed."""
+    names = config.primary.header
+    own = (config.cookie.name, config.remember_device.cookie_name, *RESET_COOKIES)
+    return Door(own, config.primary.session_cookies,
+                (names.user, names.email, names.name, names.groups)
+                if config.primary.resolver == "header" else None,
+                TrustedProxies(config.server.trusted_proxies).trusted)
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The parts of one running sidecar, each made once by ``build_parts``."""
+
+    config: Config
+    clock: Clock
+    storage: Storage
+    resolver: Resolver
+    metrics: Metrics
+    notifier: Notifier
+    accounts: Accounts
+    passes: Passes
+    devices: Devices | None
+    door: Door
+    decision: Decision
+
+    async def open(self) -> None:
+        await self.storage.open()
+
+    async def aclose(self) -> None:
+        """Send the queued notices, then close the resolver's client and the database."""
+        await self.notifier.aclose()
+        await self.resolver.aclose()
+        await self.storage.close()
+
+
+def build_parts(config: Config, storage: Storage | None = None, resolver: Resolver | None = None,
+                clock: Clock = wall) -> Parts:
+    """Every part of a sidecar for ``config``; ``storage``, ``resolver`` and ``clock`` may be given."""
+    storage = storage or make_storage(config)
+    resolver = resolver or make_resolver(config)
+    metrics = Metrics()
+    notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact)
+
+    def on_event(event: str, user: str, detail: dict[str, Any]) -> None:
+        metrics.event(event)
+        notifier.notify(event, user, detail)
+
+    accounts = Accounts(config, storage, clock, on_event=on_event)
+    passes = Passes(config.cookie, config.signing_keys, config.hash_key, clock)
+    remember = config.remember_device
+    devices = (Devices(storage, config.signing_keys, remember.max_days) if remember.enabled
+               else None)
+    decision = Decision(config, resolver, accounts, passes, devices, clock)
+    return Parts(config, clock, storage, resolver, metrics, notifier, accounts, passes, devices,
+                 make_door(config), decision)

@@ -170,7 +170,7 @@ async def start_env(config: Config, clock: FakeClock) -> AsyncGenerator[Env, Non
     reset_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=demo),
                                      cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     app = create_app(config, reset_client=reset_client, resolver=resolver, clock=clock)
-    await app.sidecar.storage.open()
+    await app.parts.storage.open()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test",
                                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     try:
@@ -178,10 +178,10 @@ async def start_env(config: Config, clock: FakeClock) -> AsyncGenerator[Env, Non
     finally:
         await client.aclose()
         await app_client.aclose()
-        await app.sidecar.notifier.aclose()
+        await app.parts.notifier.aclose()
         await resolver.aclose()
         await reset_client.aclose()
-        await app.sidecar.storage.close()
+        await app.parts.storage.close()
 
 
 @pytest.fixture

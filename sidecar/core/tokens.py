@@ -117,7 +117,7 @@ class Pass:
 _PASS_SHAPE = (str, str, int, int, int, str, str, list, int)
 
 
-class Passes:
+class PassCodec:
     """2FA passes signed under ``PASS``; values already checked are remembered (hot path)."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:

@@ -22,8 +22,7 @@ import yaml
 
 from sidecar.accounts import Accounts
 from sidecar.config import load_config
-from sidecar.context import Sidecar
-from sidecar.wiring import make_storage
+from sidecar.wiring import build_parts, make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
 
@@ -50,8 +49,7 @@ async def seed(config_path: Path) -> str:
         result, _, generation = await service.complete_enrollment(
             "alice", totp.code_at(secret, time.time()), "127.0.0.1")
         assert result.check.value == "ok"
-        sidecar = Sidecar(config, storage=storage)
-        value = sidecar.pass_for("alice", SESSION, generation)
+        value = build_parts(config, storage=storage).passes.issue("alice", SESSION, generation)
         return f"{SESSION}; {config.cookie.name}={value}"
     finally:
         await storage.close()

@@ -26,9 +26,8 @@ import yaml
 
 from sidecar.accounts import STATE_CACHE_SECONDS, Accounts
 from sidecar.config import ENV_POSTGRES_DSN, load_config
-from sidecar.context import Sidecar
 from sidecar.core import totp
-from sidecar.wiring import make_storage
+from sidecar.wiring import build_parts, make_storage
 from tests.conftest import config_dict
 from tests.e2e.conftest import ROOT, free_port
 from tests.e2e.test_faults import SESSION, auth, page
@@ -138,7 +137,7 @@ async def _enroll(config_path: Path, user: str) -> Enrolled:
         result, codes, generation = await service.complete_enrollment(
             user, totp.code_at(secret, past), "127.0.0.1")
         assert result.check.value == "ok"
-        value = Sidecar(config, storage=storage).pass_for(user, SESSION, generation)
+        value = build_parts(config, storage=storage).passes.issue(user, SESSION, generation)
         return Enrolled(user, secret, codes, f"{SESSION}; {config.cookie.name}={value}")
     finally:
         await storage.close()

@@ -79,4 +79,4 @@ async def test_recovery_codes_are_not_accepted_in_x_otp(env: Env) -> None:
     _, codes = await browser.enroll()
     response = await api(env, basic("alice", "alice-password"), codes[0])
     assert response.json()["error"] == "otp_invalid"
-    assert (await env.sidecar.sidecar.storage.get_user("alice")).recovery_left == 20
+    assert (await env.sidecar.parts.storage.get_user("alice")).recovery_left == 20

@@ -67,7 +67,7 @@ async def test_wrong_enrollment_code_changes_nothing(env: Env) -> None:
     response = await browser.post("/_2fa/enroll", {"csrf": csrf, "code": "000000"})
     assert response.status_code == 400
     assert "not valid" in response.text
-    assert not (await env.sidecar.sidecar.storage.get_user("alice")).enrolled
+    assert not (await env.sidecar.parts.storage.get_user("alice")).enrolled
     assert (await browser.auth()).status_code == 200
 
 
@@ -142,14 +142,14 @@ async def test_recovery_code_any_case_once(env: Env) -> None:
     await browser.logout()
     await browser.login("alice")
     assert (await browser.challenge(codes[0])).status_code == 400
-    assert (await env.sidecar.sidecar.storage.get_user("alice")).recovery_left == 19
+    assert (await env.sidecar.parts.storage.get_user("alice")).recovery_left == 19
 
 
 async def test_concurrent_use_of_one_recovery_code_succeeds_once(env: Env, tmp_path: Path) -> None:
     browser = env.browser()
     await browser.login("alice")
     _, codes = await browser.enroll()
-    service = env.sidecar.sidecar.accounts
+    service = env.sidecar.parts.accounts
     other = SQLiteStorage(sqlite_path(env.config))  # a second connection, as a second process
     await other.open()
     try:
@@ -210,10 +210,10 @@ async def test_disable_needs_a_code_and_ends_every_cookie(env: Env) -> None:
     assert "Disable" in page
     wrong = await browser.post("/_2fa/disable", {"csrf": csrf, "code": "123456"})
     assert wrong.status_code == 400
-    assert (await env.sidecar.sidecar.storage.get_user("alice")).enrolled
+    assert (await env.sidecar.parts.storage.get_user("alice")).enrolled
     done = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[5]})
     assert done.status_code == 303 and done.headers["location"].endswith("notice=disabled")
-    assert not (await env.sidecar.sidecar.storage.get_user("alice")).enrolled
+    assert not (await env.sidecar.parts.storage.get_user("alice")).enrolled
     settings = await browser.get("/_2fa/settings?notice=disabled")
     assert "Turn on two-factor authentication" in settings.text
     # re-enrolling makes the old cookie worthless (a new generation)
@@ -250,8 +250,8 @@ async def test_post_without_or_with_foreign_csrf_is_refused(env: Env) -> None:
     for token in ("", foreign, "x" * 64):
         response = await browser.post("/_2fa/disable", {"csrf": token, "code": codes[0]})
         assert response.status_code == 403
-    assert (await env.sidecar.sidecar.storage.get_user("alice")).recovery_left == 20
-    assert (await env.sidecar.sidecar.storage.get_user("alice")).enrolled
+    assert (await env.sidecar.parts.storage.get_user("alice")).recovery_left == 20
+    assert (await env.sidecar.parts.storage.get_user("alice")).enrolled
 
 
 async def test_open_redirect_falls_back_to_root(env: Env) -> None:
@@ -303,8 +303,8 @@ async def test_hot_path_touches_neither_storage_nor_app(env: Env) -> None:
     await browser.login("alice")
     await browser.enroll()
     assert (await browser.auth()).status_code == 200  # warms the state cache
-    storage = env.sidecar.sidecar.storage
-    resolver = env.sidecar.sidecar.resolver
+    storage = env.sidecar.parts.storage
+    resolver = env.sidecar.parts.resolver
     calls: list[str] = []
     original = storage.get_user
 
@@ -323,7 +323,7 @@ async def test_hot_path_touches_neither_storage_nor_app(env: Env) -> None:
 async def test_introspection_is_cached_per_credential(env: Env) -> None:
     browser = env.browser()
     await browser.login("alice")
-    resolver = env.sidecar.sidecar.resolver
+    resolver = env.sidecar.parts.resolver
     before = resolver.calls  # type: ignore[attr-defined]
     results = await asyncio.gather(*[browser.auth() for _ in range(20)])
     assert all(r.headers["remote-user"] == "alice" for r in results)
@@ -375,7 +375,7 @@ async def test_missing_database_gives_503_once_the_cached_state_is_stale(env: En
     page = await browser.get("/_2fa/settings")
     assert page.status_code == 503 and "unavailable" in page.text
     assert (await browser.auth()).status_code == 200  # a state younger than its cache time
-    states = env.sidecar.sidecar.accounts._states
+    states = env.sidecar.parts.accounts._states
     for user, state in list(states.items()):  # the state cache went stale: not a state
         states[user] = dataclasses.replace(state, fetched_at=-1e9)
     assert (await browser.auth()).status_code == 503

@@ -167,7 +167,7 @@ async def test_locked_database_gives_503_and_changes_nothing(tmp_path: Path, clo
             other.execute("ROLLBACK")
             other.close()
         assert rows(env, "SELECT COUNT(*) FROM recovery_codes WHERE user_id = 'bob'") == [(0,)]
-        assert not (await env.sidecar.sidecar.storage.get_user("bob")).enrolled
+        assert not (await env.sidecar.parts.storage.get_user("bob")).enrolled
         # after the lock is gone the same enrollment goes through
         clock.advance(30)
         again = await bob.post("/_2fa/enroll", {"csrf": csrf, "code": env.code(secret)})

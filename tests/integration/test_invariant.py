@@ -231,7 +231,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(USERS))
     def admin_reset(self, user: str) -> None:
-        changed = self.run(self.env.sidecar.sidecar.accounts.disable(user, actor="admin"))
+        changed = self.run(self.env.sidecar.parts.accounts.disable(user, actor="admin"))
         assert changed == self.accounts[user].enrolled
         self.accounts[user] = Account()
         self.end_all_passes(user)

@@ -43,7 +43,7 @@ async def test_few_recovery_codes_left_are_announced(tmp_path: Path, clock: Fake
         browser = env.browser()
         await browser.login("alice")
         _, codes = await browser.enroll()
-        service = env.sidecar.sidecar.accounts
+        service = env.sidecar.parts.accounts
         for code in codes[:16]:
             assert (await service.check("alice", code, "127.0.0.1")).check.value == "ok"
         await browser.logout()

@@ -118,7 +118,7 @@ async def test_every_change_is_announced(tmp_path: Path, clock: FakeClock, recei
         await browser.login("alice")
         for _ in range(2):
             await browser.challenge("000000")
-        notifier = env.sidecar.sidecar.notifier
+        notifier = env.sidecar.parts.notifier
         await notifier.drain()
     events = [r["event"] for r in receiver.received]
     assert events == ["enabled", "recovery_code_used", "codes_regenerated", "locked"]
@@ -142,7 +142,7 @@ async def test_the_user_never_waits_and_failures_are_retried(
         started = time.monotonic()
         await browser.enroll()
         assert time.monotonic() - started < 1.0  # the slow, failing receiver did not hold us up
-        await env.sidecar.sidecar.notifier.drain(timeout=15)
+        await env.sidecar.parts.notifier.drain(timeout=15)
     assert receiver.calls == 3 and [r["event"] for r in receiver.received] == ["enabled"]
 
 
@@ -158,7 +158,7 @@ def test_admin_reset_from_the_command_line_is_announced(tmp_path: Path, receiver
             browser = env.browser()
             await browser.login("alice")
             await browser.enroll()
-            await env.sidecar.sidecar.notifier.drain()
+            await env.sidecar.parts.notifier.drain()
 
     asyncio.run(enroll())
     path = tmp_path / "config.yaml"

@@ -67,7 +67,7 @@ async def sidecar_only(config: Config, clock: FakeClock,
             transport=httpx.ASGITransport(app=whoami), base_url="http://app.test"))
     app: SidecarApp = (create_app(config, clock=clock) if resolver is None
                        else create_app(config, clock=clock, resolver=resolver))
-    await app.sidecar.storage.open()
+    await app.parts.storage.open()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=cast(Any, app),
                                                              raise_app_exceptions=False),
                                base_url="http://app.test")
@@ -75,9 +75,9 @@ async def sidecar_only(config: Config, clock: FakeClock,
         yield client
     finally:
         await client.aclose()
-        await app.sidecar.notifier.aclose()
-        await app.sidecar.resolver.aclose()
-        await app.sidecar.storage.close()
+        await app.parts.notifier.aclose()
+        await app.parts.resolver.aclose()
+        await app.parts.storage.close()
 
 
 def tolerant(env: Env) -> httpx.AsyncClient:
@@ -361,9 +361,9 @@ async def test_bearer_header_beside_a_header_mode_session_still_needs_the_2fa_co
 
     config = make_config(tmp_path, primary=HEADER_PRIMARY)
     app = create_app(config, clock=clock)
-    await app.sidecar.storage.open()
+    await app.parts.storage.open()
     try:
-        service = app.sidecar.accounts
+        service = app.parts.accounts
         secret = await service.pending_secret("alice", session="x")
         result, _, _ = await service.complete_enrollment(
             "alice", totp.code_at(secret, clock()), "127.0.0.1", session="x")
@@ -376,8 +376,8 @@ async def test_bearer_header_beside_a_header_mode_session_still_needs_the_2fa_co
             bogus = await client.get("/auth/nginx", headers=headers | {"authorization": "Bearer x"})
             assert_challenges(bogus)
     finally:
-        await app.sidecar.notifier.aclose()
-        await app.sidecar.storage.close()
+        await app.parts.notifier.aclose()
+        await app.parts.storage.close()
 
 
 # -- 4. a pending secret belongs to the app session that opened set-up -----------------------
@@ -400,7 +400,7 @@ async def test_another_session_of_the_user_never_sees_the_pending_secret(env: En
     code = pyotp.TOTP(victim_key.group(1).replace(" ", "")).at(int(env.clock()))
     stolen = await attacker.post("/_2fa/enroll", {"csrf": csrf, "code": code})
     assert stolen.status_code == 400  # the victim's secret does not confirm another session
-    assert not (await env.sidecar.sidecar.storage.get_user("carol")).enrolled
+    assert not (await env.sidecar.parts.storage.get_user("carol")).enrolled
 
 
 # -- 11. groups come from the app's current answer, not from the 2FA cookie ------------------

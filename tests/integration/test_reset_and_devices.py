@@ -154,13 +154,13 @@ async def test_disable_forgets_every_device(tmp_path: Path, clock: FakeClock) ->
         await browser.post("/_2fa/challenge", {"csrf": csrf, "code": env.code(secret), "rd": "/",
                                                "remember": "1"})
         device = browser.cookies["totp_sidecar_device"]
-        await env.sidecar.sidecar.accounts.disable("alice", actor="admin")
+        await env.sidecar.parts.accounts.disable("alice", actor="admin")
         await browser.enroll()  # on again, with a new secret
         await browser.logout()
         await browser.login("alice")
         browser.cookies["totp_sidecar_device"] = device
         assert (await browser.auth()).status_code == 401
-        assert await env.sidecar.sidecar.storage.devices("alice") == []
+        assert await env.sidecar.parts.storage.devices("alice") == []
 
 
 async def test_remember_is_off_by_default(env: Env) -> None:

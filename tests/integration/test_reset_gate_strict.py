@@ -100,7 +100,7 @@ async def test_a_grant_is_used_once_even_when_its_cookie_is_replayed(gated: Env)
 
 async def test_an_account_in_another_case_still_needs_the_code(gated: Env) -> None:
     """Storage keys user ids exactly, so "alice" may mean the user "Alice": its code is asked."""
-    service = gated.sidecar.sidecar.accounts
+    service = gated.sidecar.parts.accounts
     secret = await service.pending_secret("Alice")
     code = gated.code(secret)
     assert (await service.complete_enrollment("Alice", code, "192.0.2.1"))[0].check.value == "ok"
@@ -112,7 +112,7 @@ async def test_an_account_in_another_case_still_needs_the_code(gated: Env) -> No
 
 
 async def test_an_account_that_fits_several_users_is_refused(gated: Env) -> None:
-    storage = gated.sidecar.sidecar.storage
+    storage = gated.sidecar.parts.storage
     await storage.set_contact("aaron", "shared@example.com")
     await storage.set_contact("zoe", "Shared@Example.com")
     await enrolled(gated, "alice")

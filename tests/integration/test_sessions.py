@@ -21,7 +21,7 @@ HEADER_PRIMARY = {"resolver": "header", "session_cookies": ["upstream_session"]}
 async def header_client(tmp_path: Path, clock: FakeClock, peer: str) -> tuple[httpx.AsyncClient, object]:
     config = make_config(tmp_path, primary=HEADER_PRIMARY)
     app = create_app(config, clock=clock)
-    await app.sidecar.storage.open()
+    await app.parts.storage.open()
     transport = httpx.ASGITransport(app=app, client=(peer, 5000))
     return httpx.AsyncClient(transport=transport, base_url="http://app.test"), app
 
@@ -39,14 +39,14 @@ async def test_header_resolver_believes_trusted_peers_only(tmp_path: Path, clock
         assert page.status_code == 200 and "alice@example.com" in page.text
     finally:
         await client.aclose()
-        await app.sidecar.storage.close()  # type: ignore[attr-defined]
+        await app.parts.storage.close()  # type: ignore[attr-defined]
     client, app = await header_client(tmp_path, clock, "198.51.100.7")
     try:
         page = await client.get("/_2fa/settings", headers=headers)
         assert page.status_code == 401  # a Remote-User header from anyone else means nothing
     finally:
         await client.aclose()
-        await app.sidecar.storage.close()  # type: ignore[attr-defined]
+        await app.parts.storage.close()  # type: ignore[attr-defined]
 
 
 async def test_header_resolver_cookie_must_match_the_header_user(tmp_path: Path,
@@ -72,7 +72,7 @@ async def test_header_resolver_cookie_must_match_the_header_user(tmp_path: Path,
         assert other.headers.get("remote-user") == "mallory"
     finally:
         await client.aclose()
-        await app.sidecar.storage.close()  # type: ignore[attr-defined]
+        await app.parts.storage.close()  # type: ignore[attr-defined]
 
 
 async def test_cookie_attributes_follow_the_original_scheme(env: Env) -> None:
@@ -122,9 +122,9 @@ async def test_migrations_are_versioned_and_applied_once(env: Env) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         db.close()
-    await env.sidecar.sidecar.storage.close()
-    await env.sidecar.sidecar.storage.open()  # a restart applies nothing twice
-    assert (await env.sidecar.sidecar.storage.get_user("nobody")).enrolled is False
+    await env.sidecar.parts.storage.close()
+    await env.sidecar.parts.storage.open()  # a restart applies nothing twice
+    assert (await env.sidecar.parts.storage.get_user("nobody")).enrolled is False
 
 
 async def test_group_rules_use_the_groups_of_the_app(tmp_path: Path, clock: FakeClock) -> None:

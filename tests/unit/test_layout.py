@@ -40,7 +40,9 @@ LAYERS: dict[str, int] = {
     "sidecar.cli": TOP,
     "sidecar.demo": TOP,
     "sidecar.wiring": WIRING,
-    "sidecar.context": WIRING,  # today the Sidecar is a composition root too
+    "sidecar.decision": SERVICES,
+    "sidecar.passes": SERVICES,
+    "sidecar.web": TOP,
     "sidecar.accounts": SERVICES,
     "sidecar.throttle": SERVICES,
     "sidecar.audit": SERVICES,

@@ -12,7 +12,7 @@ from sidecar.core import recovery, totp
 from sidecar.core.forwarded import original_for_forward, original_for_nginx, safe_redirect, wants_html
 from sidecar.core.paths import normalize_path
 from sidecar.core.policy import Facts, Level, Outcome, Policy, Rule, Subject, Target, decide
-from sidecar.core.tokens import Pass, Passes
+from sidecar.core.tokens import Pass, PassCodec
 from sidecar.errors import BadForwardedRequest
 
 FAST = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -100,7 +100,7 @@ def test_code_parsers_accept_only_what_they_should(text: str) -> None:
     assert step is None or code is not None
 
 
-CODEC = Passes(("k" * 40,))
+CODEC = PassCodec(("k" * 40,))
 
 
 @FAST

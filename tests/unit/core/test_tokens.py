@@ -11,7 +11,7 @@ from sidecar.core.tokens import (
     PASS,
     RESET_GRANT,
     Pass,
-    Passes,
+    PassCodec,
     Signer,
     fingerprint,
     pass_is_fresh,
@@ -22,26 +22,26 @@ ITEM = Pass("alice", "fp", 1000, 1000, 3, "alice@example.com", "Alice")
 
 
 def test_round_trip() -> None:
-    codec = Passes((NEW,))
+    codec = PassCodec((NEW,))
     assert codec.loads(codec.dumps(ITEM)) == ITEM
 
 
 def test_rotation_keeps_old_cookies_valid() -> None:
-    old_value = Passes((OLD,)).dumps(ITEM)
-    rotated = Passes((OLD, NEW))
+    old_value = PassCodec((OLD,)).dumps(ITEM)
+    rotated = PassCodec((OLD, NEW))
     assert rotated.loads(old_value) == ITEM
-    assert Passes((NEW,)).loads(old_value) is None
-    assert Passes((NEW,)).loads(rotated.dumps(ITEM)) == ITEM  # the newest key signs
+    assert PassCodec((NEW,)).loads(old_value) is None
+    assert PassCodec((NEW,)).loads(rotated.dumps(ITEM)) == ITEM  # the newest key signs
 
 
 @pytest.mark.parametrize("value", ["", "garbage", "a.b.c", "x" * 5000, "\x00", "é", "[]",
                                    "WyJhbGljZSJd.bad"])
 def test_junk_is_not_verified(value: str) -> None:
-    assert Passes((NEW,)).loads(value) is None
+    assert PassCodec((NEW,)).loads(value) is None
 
 
 def test_tampered_payload_is_refused() -> None:
-    codec = Passes((NEW,))
+    codec = PassCodec((NEW,))
     value = codec.dumps(ITEM)
     payload, sig = value.rsplit(".", 1)
     flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B")
@@ -83,7 +83,7 @@ def test_csrf_survives_rotation() -> None:
 def test_a_value_signed_for_one_use_never_passes_for_another(namespace: str) -> None:
     value = Signer((NEW,), namespace).dumps("alice", "fp", 1000, 1000, 3, "", "", [], 0)
     assert Signer((NEW,), namespace).loads(value, str, str, int, int, int, str, str, list, int)
-    assert Passes((NEW,)).loads(value) is None
+    assert PassCodec((NEW,)).loads(value) is None
     assert Signer((NEW,), PASS).loads(value, str, str, int, int, int, str, str, list, int) is None
 
 

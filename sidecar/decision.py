@@ -1,0 +1,121 @@
+"""The one decision: who is logged in now, did this app session pass 2FA, what does the rule want.
+
+``Decision.evaluate`` is the one way a decision is made: a ``Reading`` of the request (from
+``sidecar.core.request``, the one door) and the target the user wants go in; the facts are
+gathered (who the app says is logged in *now*, whether this app session passed 2FA for that
+user, the strictest rule for the target) and ``policy.decide`` gives the verdict. The
+forward-auth endpoints and every page ask it; none re-derives allow / challenge / enroll.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sidecar.accounts import Accounts
+from sidecar.config import Config
+from sidecar.core import policy
+from sidecar.core.clock import Clock
+from sidecar.core.policy import Level, Policy, Rule, Subject, Target
+from sidecar.core.request import Reading
+from sidecar.core.tokens import Pass
+from sidecar.devices import Devices
+from sidecar.errors import Ambiguous
+from sidecar.passes import Passes
+from sidecar.primary import Credential, Identity, Resolved, Resolver
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A decision and the facts it rests on (for the response and the answer cache)."""
+
+    outcome: policy.Outcome
+    identity: Identity | None
+    rule: Rule
+    enrolled: bool = False
+    item: Pass | None = None  # the verified 2FA cookie of this app session
+    new_pass: str | None = None  # a 2FA cookie value to set (refreshed, or from a device)
+    until: float = math.inf  # monotonic time until which the identity may be reused
+
+    @property
+    def user(self) -> str | None:
+        return self.identity.user if self.identity else None
+
+    @property
+    def verified(self) -> bool:
+        return self.item is not None or self.new_pass is not None
+
+
+class Decision:
+    """Asks the app who is logged in, reads the pass or a remembered device, finds the rule,
+    and lets ``policy.decide`` answer."""
+
+    def __init__(self, config: Config, resolver: Resolver, accounts: Accounts, passes: Passes,
+                 devices: Devices | None, clock: Clock) -> None:
+        self.config = config
+        self.resolver = resolver
+        self.accounts = accounts
+        self.passes = passes
+        self.devices = devices
+        self.clock = clock
+        self.policy = Policy(config.rules, config.default_level, config.prefix)
+
+    # -- who is logged in ---------------------------------------------------------------
+    async def resolve(self, reading: Reading) -> Resolved:
+        """Who the app says is logged in now. Ambiguous when the request could name two users.
+
+        A cookie session that also carries ``Authorization`` is asked about once more with
+        the ``Authorization`` alone: an app that prefers either must see the same user.
+        """
+        if reading.problem:
+            raise Ambiguous(reading.problem)
+        resolved = await self.resolver.resolve(reading)
+        if reading.kind == "session" and reading.authorization and reading.session_key:
+            alone = await self.resolver.resolve_credential(Credential("", reading.authorization))
+            if alone.identity is not None and (
+                    resolved.identity is None or alone.identity.user != resolved.identity.user):
+                raise Ambiguous("the session cookie and the Authorization header name "
+                                "different users")
+            resolved = Resolved(resolved.identity, min(resolved.until, alone.until))
+        return resolved
+
+    # -- the decision -------------------------------------------------------------------
+    def rule(self, target: Target, identity: Identity | None) -> Rule:
+        subject = Subject(identity.user, identity.groups) if identity else Subject(None)
+        return self.policy.rule_for(target, subject)
+
+    async def evaluate(self, reading: Reading, target: Target | None,
+                       resolved: Resolved | None = None) -> Verdict:
+        """The verdict for ``reading`` wanting ``target`` (None: a page of the sidecar's own,
+        which needs 2FA whenever the user has it on)."""
+        if resolved is None:
+            resolved = await self.resolve(reading)
+        identity = resolved.identity
+        rule = self.rule(target, identity) if target is not None else Rule(Level.OPTIONAL)
+        user = identity.user if identity else None
+        item: Pass | None = None
+        new_pass: str | None = None
+        enrolled = False
+        if user is not None and rule.level in (Level.OPTIONAL, Level.REQUIRED):
+            state = await self.accounts.cached_state(user)
+            enrolled = state.enrolled
+            if enrolled and reading.kind == "session":
+                item = self.passes.valid(reading, user, state.generation)
+                if item is not None:
+                    new_pass = self.passes.refreshed(item)
+                elif await self._device_vouches(reading, user, state.generation):
+                    new_pass = self.passes.issue(user, reading.session_key, state.generation,
+                                                 code_typed=False)
+        code_at = item.code_at if item is not None else 0
+        verified = item is not None or new_pass is not None
+        outcome = policy.decide(policy.Facts(
+            rule.level, user, enrolled, verified, reading.kind,
+            self.config.api.bearer == "pass",
+            not verified or policy.code_is_recent(rule, code_at, self.clock())))
+        return Verdict(outcome, identity, rule, enrolled, item, new_pass, resolved.until)
+
+    async def _device_vouches(self, reading: Reading, user: str, generation: int) -> bool:
+        if self.devices is None:
+            return False
+        value = reading.cookie(self.config.remember_device.cookie_name)
+        return bool(value) and await self.devices.vouches(value, user, generation, self.clock())

@@ -1,0 +1,54 @@
+"""Every cookie the sidecar sets, written by one builder: HttpOnly always, SameSite, Secure over https.
+
+The 2FA cookie (``cookie.*``), the remembered device (``remember_device.*``) and the reset
+gate's two cookies are all built by ``cookie_line``; ``Cookies`` knows their names, lifetimes
+and paths from the config, and when ``Secure`` applies (``cookie.secure``).
+"""
+
+from __future__ import annotations
+
+from sidecar.config import Config
+from sidecar.core.request import RESET_GRANT_COOKIE, RESET_NONCE_COOKIE
+
+
+def cookie_line(name: str, value: str, max_age: int | None, secure: bool, path: str = "/",
+                same_site: str = "Lax") -> str:
+    """The one Set-Cookie builder; ``max_age`` None: a session cookie (gone with the browser)."""
+    parts = [f"{name}={value}", f"Path={path}"]
+    if max_age is not None:
+        parts.append(f"Max-Age={max_age}")
+    parts += ["HttpOnly", f"SameSite={same_site}"]
+    return "; ".join(parts + (["Secure"] if secure else []))
+
+
+class Cookies:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def secure(self, scheme: str) -> bool:
+        """Whether cookies get ``Secure``: always, never, or (auto) when the page is https."""
+        mode = self.config.cookie.secure
+        return mode == "always" or (mode == "auto" and scheme == "https")
+
+    def set_pass(self, value: str, scheme: str) -> str:
+        settings = self.config.cookie
+        return cookie_line(settings.name, value, settings.max_age, self.secure(scheme))
+
+    def clear_pass(self, scheme: str) -> str:
+        return cookie_line(self.config.cookie.name, "", 0, self.secure(scheme))
+
+    def set_device(self, value: str, scheme: str) -> str:
+        remember = self.config.remember_device
+        return cookie_line(remember.cookie_name, value, remember.max_days * 86400, self.secure(scheme))
+
+    def set_reset_nonce(self, nonce: str, scheme: str) -> str:
+        """The reset gate's anonymous CSRF nonce: for the gate page only, never sent cross-site."""
+        return cookie_line(RESET_NONCE_COOKIE, nonce, None, self.secure(scheme),
+                           path=f"{self.config.prefix}/reset", same_site="Strict")
+
+    def set_reset_grant(self, value: str, scheme: str) -> str:
+        return cookie_line(RESET_GRANT_COOKIE, value, self.config.password_reset.grant_seconds,
+                           self.secure(scheme))
+
+    def clear_reset_grant(self, scheme: str) -> str:
+        return cookie_line(RESET_GRANT_COOKIE, "", 0, self.secure(scheme))
