@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 from sidecar import logs
-from sidecar.app import create_app as _create_app
 from sidecar.config import load_config
+from sidecar.web.app import create_app as _create_app
 
 ENV = "TOTP_SIDECAR_BENCH_CONFIG"
 

@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sidecar import logs
-    from sidecar.app import create_app
+    from sidecar.web.app import create_app
 
     config = _load(args.config)
     logs.configure(config.server.log_level)
@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Worker processes import the app themselves: they find the config in the environment.
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
-        uvicorn.run("sidecar.app:app_from_environment", factory=True, workers=args.workers,
+        uvicorn.run("sidecar.web.app:app_from_environment", factory=True, workers=args.workers,
                     **options)
     else:
         # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler
@@ -103,7 +103,7 @@ def _describe(user: UserState, when: Callable[[int | None], str]) -> str:
 
 
 async def _users(config: Config, action: str, user_id: str | None) -> int:
-    from sidecar.pages import when
+    from sidecar.web.render import when
 
     parts = build_parts(config)
     storage, accounts = parts.storage, parts.accounts

@@ -18,11 +18,11 @@ import httpx
 import pyotp
 import pytest
 
-from sidecar.app import SidecarApp, create_app
 from sidecar.config import Config, SQLiteConfig, parse_config
 from sidecar.core.clock import FixedClock
 from sidecar.demo.app import create_demo_app
 from sidecar.primary import IntrospectResolver
+from sidecar.web.app import SidecarApp, create_app
 
 SIGNING_KEY = "k" * 40
 HASH_KEY = "h" * 40

@@ -17,10 +17,10 @@ from typing import Any
 import uvicorn
 
 from sidecar import logs
-from sidecar.app import create_app
 from sidecar.config import parse_config
 from sidecar.demo.app import DEMO_USERS, create_demo_app
 from sidecar.demo.devproxy import create_dev_proxy
+from sidecar.web.app import create_app
 
 
 def free_port() -> int:

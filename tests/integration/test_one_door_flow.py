@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sidecar.app import SidecarApp, create_app
 from sidecar.config import Config
 from sidecar.primary import IntrospectResolver
+from sidecar.web.app import SidecarApp, create_app
 from tests.conftest import Browser, Env, FakeClock, make_config, start_env
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sidecar.app import create_app
 from sidecar.storage.sqlite import MIGRATIONS
+from sidecar.web.app import create_app
 from tests.conftest import Env, FakeClock, make_config, sqlite_path, start_env
 
 pytestmark = pytest.mark.anyio

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.app import content_security_policy
 from sidecar.branding import MAX_LOGO_BYTES, image_source, support_link
 from sidecar.config import LANGUAGES, parse_config
 from sidecar.errors import ConfigError
+from sidecar.web.headers import content_security_policy
 
 KEY = "s" * 40
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

@@ -20,9 +20,9 @@ from babel.messages.pofile import read_po
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar import i18n
 from sidecar.config import LANGUAGES
-from sidecar.i18n import (
+from sidecar.web import i18n
+from sidecar.web.i18n import (
     EXTRACT_OPTIONS,
     LOCALE_DIR,
     LanguageMiddleware,

@@ -9,9 +9,6 @@ token bound to the user and the primary session, comes from the same site (``Ori
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -20,23 +17,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from sidecar.accounts import Check, CheckResult
-from sidecar.branding import brand_css, support_link
+from sidecar.branding import brand_css
 from sidecar.core import policy, totp
 from sidecar.core.forwarded import page_origin, safe_redirect
 from sidecar.core.policy import Target
-from sidecar.core.request import Reading
 from sidecar.core.tokens import CSRF, Signer
-from sidecar.decision import Verdict
 from sidecar.errors import Ambiguous
-from sidecar.i18n import gettext as _
-from sidecar.i18n import install as install_i18n
-from sidecar.i18n import lazy_gettext as _l
-from sidecar.i18n import ngettext, preload
-from sidecar.primary import Identity, Resolved
 from sidecar.web.cookies import Cookies
+from sidecar.web.i18n import gettext as _
+from sidecar.web.i18n import lazy_gettext as _l
+from sidecar.web.render import Visit, lockout_message, make_templates, templates_dir, when
 from sidecar.wiring import Parts
 
 LOW_RECOVERY_CODES = 3
@@ -50,71 +42,6 @@ NOTICES = {
 }
 
 
-def templates_dir() -> Path:
-    """Templates ship inside the package when installed, beside it in a checkout."""
-    inside = Path(__file__).parent / "templates"
-    return inside if inside.is_dir() else Path(__file__).parent.parent / "templates"
-
-
-@dataclass
-class Visit:
-    """A page request: its one reading, where it was sent, who is logged in, the page verdict."""
-
-    request: Request
-    reading: Reading
-    scheme: str
-    host: str
-    resolved: Resolved
-    verdict: Verdict | None  # for the sidecar's own pages (None: nobody is logged in)
-
-    @property
-    def identity(self) -> Identity | None:
-        return self.resolved.identity
-
-    @property
-    def client(self) -> str:
-        return self.reading.client
-
-    @property
-    def user(self) -> str:
-        return self.identity.user if self.identity else ""
-
-    @property
-    def verified(self) -> bool:
-        """This app session passed 2FA for the user the app says is logged in now."""
-        return self.verdict is not None and self.verdict.verified
-
-    @property
-    def enrolled(self) -> bool:
-        return self.verdict is not None and self.verdict.enrolled
-
-    @property
-    def account(self) -> str:
-        """The name shown in the authenticator app: e-mail when known, else the user id."""
-        if self.identity is None:
-            return ""
-        return self.identity.email or self.identity.user
-
-
-def when(timestamp: int | None) -> str:
-    if not timestamp:
-        return ""
-    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def lockout_message(locked_until: float, now: float) -> str:
-    """"Try again in 14 minutes (after 10:25 UTC)": the time left and the moment it ends."""
-    minutes = max(1, -int((now - locked_until) // 60))  # rounded up
-    end = dt.datetime.fromtimestamp(locked_until, dt.UTC)
-    same_day = end.date() == dt.datetime.fromtimestamp(now, dt.UTC).date()
-    moment = end.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
-    return ngettext("Too many attempts. Try again in %(num)s minute (after %(time)s), or ask your "
-                    "administrator to unlock your account.",
-                    "Too many attempts. Try again in %(num)s minutes (after %(time)s), or ask your "
-                    "administrator to unlock your account.", minutes, time=moment)
-
-
 class Pages:
     def __init__(self, parts: Parts, cookies: Cookies) -> None:
         self.parts = parts
@@ -122,16 +49,9 @@ class Pages:
         self.cookies = cookies
         self.csrf_signer = Signer(parts.config.signing_keys, CSRF)
         self.prefix = config.prefix
-        self.templates = Jinja2Templates(directory=str(templates_dir()))
-        brand = config.branding
-        preload(config.languages.enabled)
-        install_i18n(self.templates.env)
-        self.brand_css = brand_css(brand.accent_color) if brand.accent_color else ""
-        self.templates.env.globals.update(
-            prefix=self.prefix, issuer=config.totp.issuer, digits=config.totp.digits,
-            product_name=brand.product_name or config.totp.issuer, logo=brand.logo,
-            brand_css=bool(self.brand_css), support=config.support_contact,
-            support_href=support_link(config.support_contact))
+        accent = config.branding.accent_color
+        self.brand_css = brand_css(accent) if accent else ""
+        self.templates = make_templates(config, bool(self.brand_css))
 
     def routes(self) -> list[Route | Mount]:
         p = self.prefix

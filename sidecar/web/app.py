@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,69 +14,19 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from sidecar import logs
-from sidecar.authz import FORWARD, NGINX, ForwardAuth
-from sidecar.branding import image_source
 from sidecar.config import Config
 from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
-from sidecar.i18n import LanguageMiddleware
-from sidecar.i18n import gettext as _
 from sidecar.metrics import CONTENT_TYPE
-from sidecar.pages import Pages
-from sidecar.reset import ResetGate
+from sidecar.web.authz import Dialect, ForwardAuth
 from sidecar.web.cookies import Cookies
+from sidecar.web.headers import Receive, Scope, SecurityHeaders, Send, content_security_policy
+from sidecar.web.i18n import LanguageMiddleware
+from sidecar.web.i18n import gettext as _
+from sidecar.web.pages import Pages
+from sidecar.web.reset import ResetGate
 from sidecar.wiring import Parts, build_parts
 
 log = logging.getLogger("sidecar")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-SECURITY_HEADERS = {
-    "x-frame-options": "DENY",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",  # same-origin POSTs keep their Origin
-    "cache-control": "no-store",
-}
-
-
-def content_security_policy(allowed_hosts: tuple[str, ...], logo_url: str = "") -> str:
-    """No inline script, nothing external but a configured logo's origin (``branding.logo_url``);
-    forms may post back (and redirect) to allowed hosts."""
-    targets = ["'self'"]
-    for host in allowed_hosts:
-        targets += [host[1:], "*" + host] if host.startswith(".") else [host]
-    images = " ".join(filter(None, ["'self'", "data:", image_source(logo_url)]))
-    return (f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; "
-            f"form-action {' '.join(targets)}; frame-ancestors 'none'; base-uri 'none'")
-
-
-class SecurityHeaders:
-    """Plain ASGI middleware adding the page security headers to every page response."""
-
-    def __init__(self, app: Any, csp: str) -> None:
-        self.app = app
-        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-        self.headers.append((b"content-security-policy", csp.encode()))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        offered = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        rid = logs.new_request_id(offered)
-        logs.request_id.set(rid)
-
-        async def with_headers(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                present = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in self.headers if k not in present]
-                extra.append((b"x-request-id", rid.encode()))
-                message = dict(message, headers=list(message.get("headers", [])) + extra)
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 class SidecarApp:
@@ -108,10 +58,10 @@ class SidecarApp:
         if scope["type"] == "http":
             path = scope["path"]
             if path == "/auth/nginx":
-                await self.forward_auth(scope, send, NGINX)
+                await self.forward_auth(scope, send, Dialect.NGINX)
                 return
             if path == "/auth/forward":
-                await self.forward_auth(scope, send, FORWARD)
+                await self.forward_auth(scope, send, Dialect.FORWARD)
                 return
         await self.pages_app(scope, receive, send)
 
@@ -180,7 +130,6 @@ def app_from_environment() -> SidecarApp:
     """The app of a worker process started by ``serve --workers N`` (config path in the env)."""
     import os
 
-    from sidecar import logs
     from sidecar.app_env import CONFIG_ENV
     from sidecar.config import load_config
 

@@ -10,7 +10,7 @@ How to mark strings
 
 In a module (a page handler, a notice)::
 
-    from sidecar.i18n import gettext as _, lazy_gettext as _l, ngettext
+    from sidecar.web.i18n import gettext as _, lazy_gettext as _l, ngettext
 
     TITLES = {"reset": _l("Your two-factor authentication was reset")}  # module level: lazy
 
@@ -30,7 +30,7 @@ included). Outside a request (a notice sent later, the CLI) choose it explicitly
 A lazy string (``_l``) is translated each time it is turned into text (``str()``, Jinja's
 ``{{ }}``), so module-level constants follow the language of the request that shows them.
 
-In a template (the shared Jinja environment of ``sidecar.pages.Pages`` has everything
+In a template (the shared Jinja environment of ``sidecar.web.pages.Pages`` has everything
 installed; for another environment call ``install(env)``)::
 
     <h1>{{ _("Your devices") }}</h1>
@@ -68,7 +68,7 @@ from babel.messages.pofile import read_po
 
 from sidecar.config import LANGUAGES, SOURCE_LANGUAGE
 
-LOCALE_DIR = Path(__file__).parent / "locale"
+LOCALE_DIR = Path(__file__).parents[1] / "locale"
 DOMAIN = "messages"
 #: ``pybabel extract`` arguments besides ``-F babel.cfg -o FILE DIR`` (kept in one place: the
 #: freshness test runs exactly these).

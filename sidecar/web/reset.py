@@ -43,11 +43,12 @@ from sidecar.core.request import RESET_GRANT_COOKIE as GRANT_COOKIE
 from sidecar.core.request import RESET_NONCE_COOKIE as NONCE_COOKIE
 from sidecar.core.tokens import RESET_CSRF, RESET_GRANT, Signer
 from sidecar.errors import Ambiguous
-from sidecar.i18n import gettext as _
 from sidecar.storage import RESET
+from sidecar.web.i18n import gettext as _
 
 if TYPE_CHECKING:
-    from sidecar.pages import Pages, Visit
+    from sidecar.web.pages import Pages
+    from sidecar.web.render import Visit
     from sidecar.wiring import Parts
 
 log = logging.getLogger("sidecar.reset")

@@ -9,6 +9,7 @@ and the user's generation are cached.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import time
@@ -34,9 +35,14 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 NO_STORE = [(b"cache-control", b"no-store, private"), (b"vary", b"Cookie, Authorization")]
 ANSWER_CACHE_SECONDS = 1.0
 ANSWER_CACHE_LIMIT = 4096  # a second of repeated calls; each key holds all the headers
-NGINX = "nginx"
-FORWARD = "forward"
 AMBIGUOUS = "ambiguous_request"
+
+
+class Dialect(enum.Enum):
+    """How a proxy asks, and what it understands back."""
+
+    NGINX = "nginx"  # auth_request: the original URL in X-Original-*; a browser gets 401 + Location
+    FORWARD = "forward"  # Traefik, Caddy: X-Forwarded-*; a browser gets 302
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,17 +107,17 @@ class ForwardAuth:
         self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
         self._answers: dict[tuple[Any, ...], Cached] = {}
 
-    async def __call__(self, scope: MutableMapping[str, Any], send: Send, flavour: str) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], send: Send, dialect: Dialect) -> None:
         started = time.perf_counter()
         client = scope.get("client")
-        key = (flavour, client[0] if client else None, tuple(scope["headers"]))
+        key = (dialect, client[0] if client else None, tuple(scope["headers"]))
         hit = self._answers.get(key)
         if hit is not None and hit.until > time.monotonic() and hit.pass_end > self.parts.clock() \
                 and self.parts.accounts.generation_is(hit.user, hit.generation):
             self.parts.metrics.decided("allow", started)
             await hit.answer.send(send)
             return
-        outcome, answer, cacheable = await self._answer_for(scope, flavour)
+        outcome, answer, cacheable = await self._answer_for(scope, dialect)
         if cacheable is not None:
             if len(self._answers) >= ANSWER_CACHE_LIMIT:
                 now = time.monotonic()
@@ -122,7 +128,7 @@ class ForwardAuth:
         self.parts.metrics.decided(outcome, started)
         await answer.send(send)
 
-    async def _answer_for(self, scope: MutableMapping[str, Any], flavour: str
+    async def _answer_for(self, scope: MutableMapping[str, Any], dialect: Dialect
                           ) -> tuple[str, Answer, Cached | None]:
         """(outcome, answer, what to cache when the answer may be reused)."""
         parts = self.parts
@@ -134,12 +140,12 @@ class ForwardAuth:
                 403, "untrusted_peer", "this address is not in server.trusted_proxies"), None
         try:
             forwarded = reading.headers.forwarded()
-            original = (original_for_nginx if flavour == NGINX else original_for_forward)(forwarded)
+            original = (original_for_nginx if dialect is Dialect.NGINX else original_for_forward)(forwarded)
         except BadForwardedRequest as exc:
             log.warning("bad forward-auth request: %s", exc)
             return "bad_request", json_error(400, "bad_request", str(exc)), None
         try:
-            return await self._decide(reading, original, flavour)
+            return await self._decide(reading, original, dialect)
         except Ambiguous as exc:
             log.warning("ambiguous request refused: %s", exc.reason)
             return "ambiguous", json_error(401, AMBIGUOUS, exc.reason), None
@@ -148,7 +154,7 @@ class ForwardAuth:
             return "unavailable", json_error(
                 503, "unavailable", "the 2FA service cannot decide right now"), None
 
-    async def _decide(self, reading: Reading, original: Original, flavour: str
+    async def _decide(self, reading: Reading, original: Original, dialect: Dialect
                       ) -> tuple[str, Answer, Cached | None]:
         parts = self.parts
         target = Target(original.host, original.path, original.method)
@@ -159,7 +165,7 @@ class ForwardAuth:
             if refused is not None:
                 return refused
             outcome = policy.Outcome.ALLOW
-        answer = self._answer(outcome, verdict.identity, original, reading, flavour,
+        answer = self._answer(outcome, verdict.identity, original, reading, dialect,
                               verdict.new_pass)
         cacheable = None
         item = verdict.item
@@ -200,7 +206,7 @@ class ForwardAuth:
         return "otp_invalid", json_error(401, "otp_invalid", detail, required), None
 
     def _answer(self, outcome: policy.Outcome, identity: Identity | None, original: Original,
-                reading: Reading, flavour: str, refresh: str | None) -> Answer:
+                reading: Reading, dialect: Dialect, refresh: str | None) -> Answer:
         if outcome is policy.Outcome.ALLOW:
             out = identity_headers(identity) if identity else []
             if refresh:
@@ -218,7 +224,7 @@ class ForwardAuth:
                 why = "&why=step_up" + (f"&m={original.method}" if original.method != "GET" else "")
             location = (f"{original.scheme}://{original.host}{self.prefix}/{page}"
                         f"?rd={quote(original.url, safe='')}{why}").encode()
-            if flavour == NGINX:
+            if dialect is Dialect.NGINX:
                 return json_error(401, error, f"open {self.prefix}/{page} in a browser",
                                   ((b"location", location),))
             return Answer(302, ((b"location", location),))
