@@ -2,7 +2,7 @@
 
 The catalogue tests fail when a string was added or changed without re-extracting the .pot,
 when a language misses a translation (or still has it "fuzzy"), and when a translation lost
-or invented a placeholder or an HTML tag. sidecar/i18n.py says how to update them.
+or invented a placeholder or an HTML tag. sidecar/web/i18n.py says how to update them.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def test_the_pot_is_up_to_date_with_the_code_and_templates(tmp_path: Path) -> No
     missing = sorted(map(str, extracted - committed))
     stale = sorted(map(str, committed - extracted))
     assert not missing and not stale, (
-        "sidecar/locale/messages.pot is stale; re-extract (see sidecar/i18n.py).\n"
+        "sidecar/locale/messages.pot is stale; re-extract (see sidecar/web/i18n.py).\n"
         f"new in the code: {missing}\nno longer in the code: {stale}")
 
 
