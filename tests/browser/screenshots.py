@@ -26,7 +26,7 @@ import httpx  # noqa: E402
 import pyotp  # noqa: E402
 
 from tests.e2e.browser import DESKTOP, launch, new_context, sign_in, sign_out, spaced  # noqa: E402
-from tests.e2e.conftest import free_port  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

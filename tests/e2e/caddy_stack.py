@@ -18,7 +18,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.e2e.conftest import ROOT, STOP_TIMEOUT, Stack, free_port, sidecar_config, start, stop, wait_ready
+from tests.e2e.conftest import ROOT, STOP_TIMEOUT, Stack, sidecar_config, start, stop, wait_ready
+from tests.ports import free_port
 
 CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
 

@@ -13,8 +13,9 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT
 from tests.e2e.steps import BROWSER, assert_allowed, assert_challenged, challenge_form, enroll, login, logout
+from tests.ports import free_port
 
 
 @dataclass

@@ -14,8 +14,9 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.conftest import free_port, running_stack
+from tests.e2e.conftest import running_stack
 from tests.e2e.steps import BROWSER, Stack, enroll, hidden, login, logout
+from tests.ports import free_port
 
 STEP_UP_SECONDS = 2
 

@@ -13,7 +13,8 @@ import httpx
 import yaml
 
 from tests.conftest import config_dict
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT
+from tests.ports import free_port
 
 
 def serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, Path]:

@@ -26,7 +26,7 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.conftest import START_TIMEOUT, Stack, free_port, sidecar_config, start, stop, wait_ready
+from tests.e2e.conftest import START_TIMEOUT, Stack, sidecar_config, start, stop, wait_ready
 from tests.e2e.steps import (
     API,
     BROWSER,
@@ -50,6 +50,7 @@ from tests.e2e.traefik_emulator import (
     headers_for_app,
     load_config,
 )
+from tests.ports import free_port
 
 UNTRUSTED_SOURCE = "127.0.0.2"  # a loopback address outside the sidecar's default trusted_proxies
 

@@ -11,9 +11,9 @@ import pytest
 from sidecar.accounts import Accounts
 from sidecar.config import load_config
 from sidecar.wiring import make_storage
-from tests.e2e.conftest import free_port
 from tests.integration.test_cli import enroll_and_lock, run, write_config
 from tests.pg import fresh_database_sync
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.demo.app import DEMO_USERS, SESSION_COOKIE, create_demo_app
 from sidecar.demo.devproxy import create_dev_proxy
+from tests.ports import free_port
 
 # --------------------------------------------------------------------------- helpers
 
@@ -69,12 +70,6 @@ class ServerThread:
         self.sock.close()
 
 
-def unused_port() -> int:
-    """A port that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -204,7 +199,7 @@ def servers() -> Iterator[Stack]:
         started.append(side_srv)
         proxy = ServerThread(create_dev_proxy(app_srv.url, side_srv.url)).start()
         started.append(proxy)
-        dead_sidecar = f"http://127.0.0.1:{unused_port()}"
+        dead_sidecar = f"http://127.0.0.1:{free_port()}"
         dead = ServerThread(create_dev_proxy(app_srv.url, dead_sidecar)).start()
         started.append(dead)
         yield Stack(sidecar, sidecar_rec, app_rec, proxy.url, dead.url)

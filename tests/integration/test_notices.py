@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -26,15 +25,12 @@ from starlette.routing import Route
 
 from sidecar.notify import signature
 from tests.conftest import FakeClock, config_dict, make_config, start_env
+from tests.ports import free_port
 
 pytestmark = pytest.mark.anyio
 WEBHOOK_SECRET = "w" * 40
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -19,8 +19,8 @@ from sidecar.errors import StorageUnavailable
 from sidecar.storage import RESET, SIGNIN, Attempt, Event, SQLiteStorage, SQLStorage, UserState
 from sidecar.storage.migrations import migrations
 from sidecar.storage.postgres import PostgresStorage
-from tests.e2e.conftest import free_port
 from tests.integration.storage_backends import KINDS, Backend, backend_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.anyio
 
