@@ -95,7 +95,7 @@ class ForwardAuth:
         self.sc = sidecar
         self.prefix = sidecar.config.prefix
         self.otp_header = sidecar.config.api.otp_header.lower()
-        self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
+        self._bursts: dict[tuple[str, str, str], float] = {}  # (credential fp, user, code) → until
         self._answers: dict[tuple[Any, ...], Cached] = {}
 
     async def __call__(self, scope: MutableMapping[str, Any], send: Send, flavour: str) -> None:
@@ -180,7 +180,7 @@ class ForwardAuth:
                 401, "otp_required", "this account uses two-factor authentication: send a "
                 f"current code in the {sc.config.api.otp_header} header", required), None
         now = sc.clock()
-        burst = (sc.fingerprint_of(reading.authorization), code)
+        burst = (sc.fingerprint_of(reading.authorization), user, code)
         until = self._bursts.get(burst)
         if until is not None and now < until:
             return None

@@ -9,6 +9,7 @@ forward-auth endpoints and every page ask it; none re-derives allow / challenge 
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import math
@@ -21,6 +22,7 @@ from sidecar import cookies, policy, reset
 from sidecar.config import Config, Rule
 from sidecar.cookies import Pass, PassCodec
 from sidecar.devices import Devices
+from sidecar.errors import StorageUnavailable
 from sidecar.forwarded import TrustedProxies
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
@@ -31,6 +33,8 @@ from sidecar.storage import Storage, make_storage
 
 log = logging.getLogger("sidecar")
 REFRESH_AFTER = 60  # seconds between idle-timeout refreshes of a 2FA cookie
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ENROLL_COOKIE = "totp_sidecar_enroll"  # binds set-up to a browser when the app session has no cookie
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,8 @@ class Sidecar:
         remember = config.remember_device
         self.devices = (Devices(self.storage, config.signing_keys, remember.max_days)
                         if remember.enabled else None)
-        self.own_cookies = (config.cookie.name, remember.cookie_name, *reset.OWN_COOKIES)
+        self.own_cookies = (config.cookie.name, remember.cookie_name, ENROLL_COOKIE,
+                            *reset.OWN_COOKIES)
         names = config.primary.header
         self.door = Door(self.own_cookies, config.primary.session_cookies,
                          (names.user, names.email, names.name, names.groups)
@@ -101,21 +106,30 @@ class Sidecar:
         return cookies.fingerprint(self.config.hash_key, key)
 
     # -- who is logged in ---------------------------------------------------------------
-    async def resolve(self, reading: Reading) -> Resolved:
+    async def resolve(self, reading: Reading, method: str = "GET") -> Resolved:
         """Who the app says is logged in now. Ambiguous when the request could name two users.
 
-        A cookie session that also carries ``Authorization`` is asked about once more with
-        the ``Authorization`` alone: an app that prefers either must see the same user.
+        A request with cookies that also carries ``Authorization`` is asked about once more
+        with the ``Authorization`` alone: an app that prefers either must see the same user
+        (and for an API request, its cookies must not name anyone else, e.g. a remember-me
+        cookie missing from ``primary.session_cookies``).
         """
         if reading.problem:
             raise Ambiguous(reading.problem)
+        if method not in SAFE_METHODS:  # it may log someone else into this very session
+            self.resolver.invalidate(Credential(reading.cookies.header, reading.authorization))
         resolved = await self.resolver.resolve(reading)
-        if reading.kind == "session" and reading.authorization and reading.session_key:
+        if reading.authorization and reading.cookies.header and self.config.primary.resolver != "header":
             alone = await self.resolver.resolve_credential(Credential("", reading.authorization))
-            if alone.identity is not None and (
-                    resolved.identity is None or alone.identity.user != resolved.identity.user):
-                raise Ambiguous("the session cookie and the Authorization header name "
-                                "different users")
+            if reading.kind == "session":
+                differs = alone.identity is not None and (
+                    resolved.identity is None or alone.identity.user != resolved.identity.user)
+            else:  # an API request: its cookies must not change who the app sees
+                differs = (alone.identity is None) != (resolved.identity is None) or (
+                    alone.identity is not None and resolved.identity is not None
+                    and alone.identity.user != resolved.identity.user)
+            if differs:
+                raise Ambiguous("the cookies and the Authorization header name different users")
             resolved = Resolved(resolved.identity, min(resolved.until, alone.until))
         return resolved
 
@@ -131,8 +145,10 @@ class Sidecar:
         """The verdict for ``reading`` wanting ``target`` (None: a page of the sidecar's own,
         which needs 2FA whenever the user has it on)."""
         if resolved is None:
-            resolved = await self.resolve(reading)
+            resolved = await self.resolve(reading, target.method if target else "GET")
         identity = resolved.identity
+        if identity is not None and identity.email:
+            await self._remember_contact(identity)
         rule = self.rule(target, identity) if target is not None else Rule("optional")
         user = identity.user if identity else None
         item: Pass | None = None
@@ -155,6 +171,12 @@ class Sidecar:
             self.config.api.bearer == "pass",
             not verified or policy.code_is_recent(rule, code_at, self.clock())))
         return Verdict(outcome, identity, rule, enrolled, item, new_pass, resolved.until)
+
+    async def _remember_contact(self, identity: Identity) -> None:
+        """The address the app reports now is the user's at the reset gate and for notices
+        (a write only when it changed; a storage fault here never fails the request)."""
+        with contextlib.suppress(StorageUnavailable):
+            await self.service.remember_contact(identity.user, identity.email)
 
     # -- the 2FA cookie -----------------------------------------------------------------
     def _valid_pass(self, reading: Reading, user: str, generation: int) -> Pass | None:

@@ -10,6 +10,7 @@ token bound to the user and the primary session, comes from the same site (``Ori
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from starlette.templating import Jinja2Templates
 
 from sidecar import policy, totp
 from sidecar.branding import brand_css, support_link
-from sidecar.context import Sidecar, Target, Verdict
+from sidecar.context import ENROLL_COOKIE, Sidecar, Target, Verdict, cookie_line
 from sidecar.forwarded import page_origin, safe_redirect
 from sidecar.i18n import gettext as _
 from sidecar.i18n import install as install_i18n
@@ -148,7 +149,7 @@ class Pages:
         reading = sc.read(request.scope)
         forwarded = reading.headers.forwarded()
         scheme, host = page_origin(forwarded, reading.trusted, request.url.scheme)
-        resolved = await sc.resolve(reading)
+        resolved = await sc.resolve(reading, request.method)
         verdict = (await sc.evaluate(reading, None, resolved)
                    if resolved.identity is not None else None)
         return Visit(request, reading, scheme, host, resolved, verdict)
@@ -315,7 +316,7 @@ class Pages:
             if not visit.verified:
                 return self.go(f"{self.prefix}/challenge?{urlencode({'rd': rd or '/'})}")
             return self.go(rd or self.prefix + "/settings")
-        session = sc.fingerprint(visit.reading)
+        session, nonce = self.enrollment_binding(visit)
         error = ""
         status = 200
         if request.method == "POST":
@@ -339,9 +340,26 @@ class Pages:
         qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111",
                                                    light="#fff",
                                                    title=_("QR code for your authenticator app"))
-        return self.render(visit, "enroll.html", status, qr=qr, account=visit.account,
-                           key=totp.grouped(secret), error=error, rd=rd,
-                           period=sc.config.totp.period, digits=sc.config.totp.digits)
+        response = self.render(visit, "enroll.html", status, qr=qr, account=visit.account,
+                               key=totp.grouped(secret), error=error, rd=rd,
+                               period=sc.config.totp.period, digits=sc.config.totp.digits)
+        if nonce:
+            response.headers.append("set-cookie", cookie_line(
+                ENROLL_COOKIE, nonce, sc.config.totp.enrollment_timeout, sc.secure(visit.scheme),
+                path=f"{self.prefix}/enroll", same_site="Strict"))
+        return response
+
+    def enrollment_binding(self, visit: Visit) -> tuple[str, str]:
+        """What a pending secret is bound to: the app session, else (an authenticator that
+        sets no cookie) a random value this browser keeps for the set-up. The second item is
+        that value when a cookie must be set for it."""
+        if visit.reading.session_key:
+            return self.sc.fingerprint(visit.reading), ""
+        kept = visit.reading.cookie(ENROLL_COOKIE)
+        if len(kept) == 32 and kept.isalnum():
+            return self.sc.fingerprint_of(f"{ENROLL_COOKIE}={kept}"), ""
+        nonce = secrets.token_hex(16)
+        return self.sc.fingerprint_of(f"{ENROLL_COOKIE}={nonce}"), nonce
 
     def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
         query = {"notice": notice} | ({"rd": rd} if rd else {})

@@ -126,6 +126,8 @@ def read_cookies(lines: Iterable[str], watched: frozenset[str] | None) -> Cookie
         if not problem:
             if not _plain_name(name):
                 problem = f"cookie name {name[:40]!r} has stray whitespace or bytes"
+            elif watched is not None and name not in watched:
+                problem = f"cookie name {name[:40]!r} is read as another cookie by some apps"
             elif folded in seen:
                 problem = f"cookie {name[:40]!r} is given twice (also as {seen[folded][:40]!r})"
             elif not _COOKIE_VALUE.fullmatch(value):
