@@ -7,9 +7,7 @@ Each test here failed against the reviewed commit and passes since the seam was 
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,11 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sidecar import totp
-from sidecar.app import SidecarApp, create_app
-from sidecar.config import Config
+from sidecar.app import SidecarApp
 from sidecar.demo import app as demo_app
-from sidecar.primary import IntrospectResolver
-from tests.conftest import Browser, Env, FakeClock, make_config, start_env
+from tests.conftest import Browser, Env, FakeClock, make_config, running_env, sidecar_alone
 
 pytestmark = pytest.mark.anyio
 
@@ -37,35 +33,8 @@ RESET = {"paths": ["/password/reset"], "account_field": "email", "app_url": "htt
 HEADER_PRIMARY = {"resolver": "header", "session_cookies": ["upstream_session"]}
 
 
-@contextlib.asynccontextmanager
-async def running(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
-    gen = cast(AsyncGenerator[Env, None], start_env(config, clock))
-    try:
-        yield await gen.__anext__()
-    finally:
-        await gen.aclose()
-
-
-@contextlib.asynccontextmanager
-async def sidecar_with(config: Config, clock: FakeClock, whoami: Starlette | None = None
-                       ) -> AsyncIterator[tuple[SidecarApp, httpx.AsyncClient]]:
-    """The sidecar alone, its who-am-I URL answered by ``whoami``; a crash is a 500."""
-    parts: dict[str, Any] = {"clock": clock}
-    if whoami is not None:
-        parts["resolver"] = IntrospectResolver(config, client=httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=whoami), base_url="http://app.test"))
-    app = create_app(config, **parts)
-    await app.sidecar.storage.open()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=cast(Any, app),
-                                                             raise_app_exceptions=False),
-                               base_url="http://app.test")
-    try:
-        yield app, client
-    finally:
-        await client.aclose()
-        await app.sidecar.notifier.aclose()
-        await app.sidecar.resolver.aclose()
-        await app.sidecar.storage.close()
+running = running_env
+sidecar_with = sidecar_alone
 
 
 async def turn_on(app: SidecarApp, user: str, clock: FakeClock) -> str:
