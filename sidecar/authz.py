@@ -18,11 +18,11 @@ from typing import Any
 from urllib.parse import quote
 
 from sidecar import logs, policy
-from sidecar.context import Sidecar, Target
+from sidecar.context import SAFE_METHODS, Sidecar, Target
 from sidecar.crypto import SecretUnreadable
 from sidecar.errors import BadForwardedRequest, StorageUnavailable, UpstreamUnavailable
 from sidecar.forwarded import Original, original_for_forward, original_for_nginx, wants_html
-from sidecar.primary import Identity
+from sidecar.primary import Credential, Identity
 from sidecar.request import Ambiguous, Reading
 from sidecar.service import Check
 
@@ -69,6 +69,7 @@ class Cached:
     user: str
     generation: int
     answer: Answer
+    credential: bytes  # the cookies and Authorization it was decided for (Credential.cache_key)
 
 
 def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
@@ -148,6 +149,9 @@ class ForwardAuth:
     async def _decide(self, reading: Reading, original: Original, flavour: str
                       ) -> tuple[str, Answer, Cached | None]:
         sc = self.sc
+        credential = Credential(reading.cookies.header, reading.authorization).cache_key()
+        if original.method not in SAFE_METHODS:  # a login may give this session to someone else
+            self._answers = {k: v for k, v in self._answers.items() if v.credential != credential}
         verdict = await sc.evaluate(reading, Target(original.host, original.path, original.method))
         outcome = verdict.outcome
         if outcome is policy.Outcome.OTP and verdict.user is not None:
@@ -164,7 +168,7 @@ class ForwardAuth:
             if verdict.rule.step_up:
                 end = min(end, item.code_at + verdict.rule.step_up)
             until = min(time.monotonic() + ANSWER_CACHE_SECONDS, verdict.until)
-            cacheable = Cached(until, end, item.user, item.generation, answer)
+            cacheable = Cached(until, end, item.user, item.generation, answer, credential)
         return outcome.value, answer, cacheable
 
     async def _api_code(self, reading: Reading, user: str) -> tuple[str, Answer, None] | None:
