@@ -9,6 +9,7 @@ forward-auth endpoints and every page ask it; none re-derives allow / challenge 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -17,10 +18,10 @@ from sidecar.config import Config
 from sidecar.core import policy
 from sidecar.core.clock import Clock
 from sidecar.core.policy import Level, Policy, Rule, Subject, Target
-from sidecar.core.request import Reading
+from sidecar.core.request import SAFE_METHODS, Reading
 from sidecar.core.tokens import Pass
 from sidecar.devices import Devices
-from sidecar.errors import Ambiguous
+from sidecar.errors import Ambiguous, StorageUnavailable
 from sidecar.passes import Passes
 from sidecar.primary import Credential, Identity, Resolved, Resolver
 
@@ -61,21 +62,31 @@ class Decision:
         self.policy = Policy(config.rules, config.default_level, config.prefix)
 
     # -- who is logged in ---------------------------------------------------------------
-    async def resolve(self, reading: Reading) -> Resolved:
+    async def resolve(self, reading: Reading, method: str = "GET") -> Resolved:
         """Who the app says is logged in now. Ambiguous when the request could name two users.
 
-        A cookie session that also carries ``Authorization`` is asked about once more with
-        the ``Authorization`` alone: an app that prefers either must see the same user.
+        A request with cookies that also carries ``Authorization`` is asked about once more
+        with the ``Authorization`` alone: an app that prefers either must see the same user
+        (and for an API request, its cookies must not name anyone else, e.g. a remember-me
+        cookie missing from ``primary.session_cookies``). A request with an unsafe ``method``
+        drops the who-am-I answer cached for its credential first.
         """
         if reading.problem:
             raise Ambiguous(reading.problem)
+        if method not in SAFE_METHODS:  # it may log someone else into this very session
+            self.resolver.invalidate(Credential(reading.cookies.header, reading.authorization))
         resolved = await self.resolver.resolve(reading)
-        if reading.kind == "session" and reading.authorization and reading.session_key:
+        if reading.authorization and reading.cookies.header and self.config.primary.resolver != "header":
             alone = await self.resolver.resolve_credential(Credential("", reading.authorization))
-            if alone.identity is not None and (
-                    resolved.identity is None or alone.identity.user != resolved.identity.user):
-                raise Ambiguous("the session cookie and the Authorization header name "
-                                "different users")
+            if reading.kind == "session":
+                differs = alone.identity is not None and (
+                    resolved.identity is None or alone.identity.user != resolved.identity.user)
+            else:  # an API request: its cookies must not change who the app sees
+                differs = (alone.identity is None) != (resolved.identity is None) or (
+                    alone.identity is not None and resolved.identity is not None
+                    and alone.identity.user != resolved.identity.user)
+            if differs:
+                raise Ambiguous("the cookies and the Authorization header name different users")
             resolved = Resolved(resolved.identity, min(resolved.until, alone.until))
         return resolved
 
@@ -89,8 +100,10 @@ class Decision:
         """The verdict for ``reading`` wanting ``target`` (None: a page of the sidecar's own,
         which needs 2FA whenever the user has it on)."""
         if resolved is None:
-            resolved = await self.resolve(reading)
+            resolved = await self.resolve(reading, target.method if target else "GET")
         identity = resolved.identity
+        if identity is not None and identity.email:
+            await self._remember_contact(identity)
         rule = self.rule(target, identity) if target is not None else Rule(Level.OPTIONAL)
         user = identity.user if identity else None
         item: Pass | None = None
@@ -113,6 +126,12 @@ class Decision:
             self.config.api.bearer == "pass",
             not verified or policy.code_is_recent(rule, code_at, self.clock())))
         return Verdict(outcome, identity, rule, enrolled, item, new_pass, resolved.until)
+
+    async def _remember_contact(self, identity: Identity) -> None:
+        """The address the app reports now is the user's at the reset gate and for notices
+        (a write only when it changed; a storage fault here never fails the request)."""
+        with contextlib.suppress(StorageUnavailable):
+            await self.accounts.remember_contact(identity.user, identity.email)
 
     async def _device_vouches(self, reading: Reading, user: str, generation: int) -> bool:
         if self.devices is None:

@@ -111,6 +111,8 @@ class Resolver(Protocol):
 
     async def resolve_credential(self, cred: Credential) -> Resolved: ...
 
+    def invalidate(self, cred: Credential) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -134,6 +136,9 @@ class HeaderResolver:
     async def resolve_credential(self, cred: Credential) -> Resolved:
         return Resolved(None)
 
+    def invalidate(self, cred: Credential) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
@@ -148,12 +153,25 @@ class IntrospectResolver:
                                                   follow_redirects=False, cookies=jar)
         self.monotonic = monotonic
         self._cache: OrderedDict[bytes, Resolved] = OrderedDict()
+        self._uncached: dict[bytes, float] = {}  # credential → until when no answer is kept
         self._inflight: dict[bytes, asyncio.Future[Resolved]] = {}
         self.calls = 0  # upstream calls made (observed by tests and metrics)
         self.where = _where(self.settings.url)
 
     async def resolve(self, reading: Reading) -> Resolved:
         return await self.resolve_credential(Credential(reading.cookies.header, reading.authorization))
+
+    def invalidate(self, cred: Credential) -> None:
+        """Forget the answer for ``cred`` and keep none for ``cache_seconds``: the request may
+        change who the session belongs to (a login that keeps the app's session id)."""
+        key = cred.cache_key()
+        self._cache.pop(key, None)
+        if not self.settings.cache_seconds:
+            return
+        now = self.monotonic()
+        if len(self._uncached) >= CACHE_LIMIT:
+            self._uncached = {k: v for k, v in self._uncached.items() if v > now}
+        self._uncached[key] = now + self.settings.cache_seconds
 
     async def resolve_credential(self, cred: Credential) -> Resolved:
         if not cred.present:
@@ -174,9 +192,12 @@ class IntrospectResolver:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         else:
-            resolved = Resolved(identity, self.monotonic() + self.settings.cache_seconds)
+            until = self.monotonic() + self.settings.cache_seconds
+            if self._uncached.get(key, 0.0) > self.monotonic():
+                until = self.monotonic()
+            resolved = Resolved(identity, until)
             future.set_result(resolved)
-            if self.settings.cache_seconds:
+            if self.settings.cache_seconds and self._uncached.get(key, 0.0) <= self.monotonic():
                 self._cache[key] = resolved
                 self._cache.move_to_end(key)
                 while len(self._cache) > CACHE_LIMIT:
@@ -191,11 +212,12 @@ class IntrospectResolver:
         return UpstreamUnavailable(f"the app's who-am-I URL {self.where}: {what}")
 
     async def _ask(self, cred: Credential) -> Identity | None:
-        send = {"accept": "application/json"}
+        # the very bytes the app receives (the door decoded them as latin-1): never re-encoded
+        send: dict[bytes, bytes] = {b"accept": b"application/json"}
         if cred.cookie_header:
-            send["cookie"] = cred.cookie_header
+            send[b"cookie"] = cred.cookie_header.encode("latin-1", "replace")
         if cred.authorization:
-            send["authorization"] = cred.authorization
+            send[b"authorization"] = cred.authorization.encode("latin-1", "replace")
         self.calls += 1
         try:
             response = await self.client.get(self.settings.url, headers=send)

@@ -6,17 +6,19 @@ file; only the clock is fake, so that time steps can be crossed without sleeping
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pyotp
 import pytest
+from starlette.applications import Starlette
 
 from sidecar.config import Config, SQLiteConfig, parse_config
 from sidecar.core.clock import FixedClock
@@ -182,6 +184,39 @@ async def start_env(config: Config, clock: FakeClock) -> AsyncGenerator[Env, Non
         await resolver.aclose()
         await reset_client.aclose()
         await app.parts.storage.close()
+
+
+@contextlib.asynccontextmanager
+async def running_env(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
+    """``start_env`` for a config of a test's own, closed even when the test fails."""
+    gen = start_env(config, clock)
+    try:
+        yield await gen.__anext__()
+    finally:
+        await gen.aclose()
+
+
+@contextlib.asynccontextmanager
+async def sidecar_alone(config: Config, clock: FakeClock, whoami: Starlette | None = None
+                        ) -> AsyncIterator[tuple[SidecarApp, httpx.AsyncClient]]:
+    """The sidecar without the demo app, its who-am-I URL answered by ``whoami`` when given.
+
+    App errors come back as a 500 (not raised), so that a crash is told from a 400.
+    """
+    replaced: dict[str, Any] = {"clock": clock}
+    if whoami is not None:
+        replaced["resolver"] = IntrospectResolver(config, client=httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=whoami), base_url="http://app.test"))
+    app = create_app(config, **replaced)
+    await app.parts.open()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=cast(Any, app),
+                                                             raise_app_exceptions=False),
+                               base_url="http://app.test")
+    try:
+        yield app, client
+    finally:
+        await client.aclose()
+        await app.parts.aclose()  # the notices, the resolver's client, the database
 
 
 @pytest.fixture

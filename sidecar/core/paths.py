@@ -2,25 +2,30 @@
 
 ``normalize_path`` decodes (until stable), resolves dot segments and collapses slashes, so
 that ``/static/../admin`` cannot borrow the level of ``/static/``. ``path_variants`` adds what
-common backends may route a path to besides: ``;parameters`` stripped (Tomcat, Jetty,
-Spring) and the case-folded forms (Express, ASP.NET).
+common backends may route a path to besides: every partial decoding with its dot segments
+left alone or resolved, ``;parameters`` stripped (Tomcat, Jetty, Spring) and the case-folded
+forms (Express, ASP.NET).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 _SLASHES = re.compile(r"/{2,}")
 
 
-def _decode(raw: str) -> str | None:
-    """The path part of ``raw``, percent-decoded until stable, backslashes made slashes.
+def _decodings(raw: str) -> list[str] | None:
+    """The path part of ``raw`` as sent and after each round of percent-decoding, until stable.
 
-    None when it cannot be decoded, holds a NUL or does not start with ``/``.
+    An app decodes once (or not at all) and may leave the dot segments it then finds alone;
+    the sidecar must know every one of these readings. None when a round cannot be decoded,
+    or a reading holds a NUL or does not start with ``/``.
     """
     path = raw.split("?", 1)[0].split("#", 1)[0]
+    found = [path]
     for _ in range(4):
         try:
             decoded = unquote(path, errors="strict") if "%" in path else path
@@ -28,12 +33,19 @@ def _decode(raw: str) -> str | None:
             return None
         if decoded == path:
             break
+        found.append(decoded)
         path = decoded
     else:
         return None
-    if "\x00" in path or not path.startswith(("/", "\\")):
+    if any("\x00" in p or not p.startswith(("/", "\\")) for p in found):
         return None
-    return path.replace("\\", "/")
+    return found
+
+
+def _decode(raw: str) -> str | None:
+    """The path part of ``raw``, percent-decoded until stable, backslashes made slashes."""
+    found = _decodings(raw)
+    return None if found is None else found[-1].replace("\\", "/")
 
 
 def _resolve(path: str) -> str:
@@ -80,18 +92,27 @@ class Variant:
     folded: bool = False
 
 
+@lru_cache(maxsize=4096)
 def path_variants(raw_path: str) -> tuple[Variant, ...] | None:
     """The normalized path first, then the other paths common backends may route it to.
 
-    Those are: ``;parameters`` stripped from each segment before dot segments are resolved
+    Those are: every reading of the path between as-sent and fully decoded, with its dot
+    segments resolved and as it is (an app that decodes ``%2e%2e`` once may route
+    ``/admin/%2e%2e/x`` under ``/admin``), with ``;parameters`` stripped from each segment
     (Tomcat, Jetty, Spring: ``/login/..;/admin`` is ``/admin``), and the case-folded form of
     each (Express, ASP.NET). None when the path cannot be normalized.
     """
-    decoded = _decode(raw_path)
-    if decoded is None:
+    readings = _decodings(raw_path)
+    if readings is None:
         return None
+    decoded = readings[-1].replace("\\", "/")
     found: dict[Variant, None] = {}
     for path in (decoded, strip_parameters(decoded)):
         found[Variant(_resolve(path))] = None
         found[Variant(_resolve(path.casefold()), folded=True)] = None
+    for reading in readings:
+        for path in (reading, strip_parameters(reading), reading.replace("\\", "/")):
+            for candidate in (path, _resolve(path.replace("\\", "/"))):
+                found.setdefault(Variant(candidate), None)
+                found.setdefault(Variant(candidate.casefold(), folded=True), None)
     return tuple(found)

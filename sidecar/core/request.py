@@ -48,6 +48,10 @@ ALWAYS_SINGLE = frozenset({"authorization", "accept", "x-request-id", "user-agen
 RESET_NONCE_COOKIE = "totp_sidecar_reset"
 RESET_GRANT_COOKIE = "totp_sidecar_reset_grant"
 RESET_COOKIES = (RESET_NONCE_COOKIE, RESET_GRANT_COOKIE)
+#: Binds set-up to a browser when the app session has no cookie (an authenticator that sets none).
+ENROLL_COOKIE = "totp_sidecar_enroll"
+#: Methods that never log anyone in: any other may give the app session to another user.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -122,6 +126,8 @@ def read_cookies(lines: Iterable[str], watched: frozenset[str] | None) -> Cookie
         if not problem:
             if not _plain_name(name):
                 problem = f"cookie name {name[:40]!r} has stray whitespace or bytes"
+            elif watched is not None and name not in watched:
+                problem = f"cookie name {name[:40]!r} is read as another cookie by some apps"
             elif folded in seen:
                 problem = f"cookie {name[:40]!r} is given twice (also as {seen[folded][:40]!r})"
             elif not _COOKIE_VALUE.fullmatch(value):

@@ -9,7 +9,6 @@ reverse proxy passed on. Everything lives in memory; a restart logs everybody ou
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import secrets
 from dataclasses import dataclass, field
@@ -183,7 +182,7 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64, not ASCII or not UTF-8 (binascii.Error is one too)
         return None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else None

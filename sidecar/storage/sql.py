@@ -97,18 +97,20 @@ class SQLStorage(abc.ABC):
                                   code_hashes: list[str], now: int) -> int | None:
         """Turn 2FA on with ``secret``, still pending in this session; the new generation.
 
-        The other sessions' pending secrets of the user end too: none of them can later
-        replace the secret just enrolled.
+        Only while the user has no secret: a set-up page left open (on another instance, whose
+        cached state said "not enrolled") never replaces a secret that was turned on since.
+        The other sessions' pending secrets of the user end too.
         """
         results = await self._run([
-            ("DELETE FROM pending WHERE user_id = ? AND session = ? AND secret = ?"
-             " AND expires_at > ?", (user_id, session, secret, now)),
-            ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             ("INSERT INTO users (user_id, secret, enabled_at, last_step, generation)"
-             " VALUES (?, ?, ?, ?, 1) ON CONFLICT (user_id) DO UPDATE SET"
+             " SELECT ?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), 1 WHERE EXISTS (SELECT 1 FROM"
+             " pending WHERE user_id = ? AND session = ? AND secret = ? AND expires_at > ?)"
+             " ON CONFLICT (user_id) DO UPDATE SET"
              " secret = excluded.secret, enabled_at = excluded.enabled_at,"
-             " last_step = excluded.last_step, generation = users.generation + 1",
-             (user_id, secret, now, step)),
+             " last_step = excluded.last_step, generation = users.generation + 1"
+             " WHERE users.secret IS NULL",
+             (user_id, secret, now, step, user_id, session, secret, now)),
+            ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,)),
             *[("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)", (user_id, h))
               for h in code_hashes],

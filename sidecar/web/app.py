@@ -19,6 +19,7 @@ from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, U
 from sidecar.metrics import CONTENT_TYPE
 from sidecar.web.authz import Dialect, ForwardAuth
 from sidecar.web.cookies import Cookies
+from sidecar.web.enroll import EnrollPage
 from sidecar.web.headers import Receive, Scope, SecurityHeaders, Send, content_security_policy
 from sidecar.web.i18n import LanguageMiddleware
 from sidecar.web.i18n import gettext as _
@@ -42,6 +43,7 @@ class SidecarApp:
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                     Route("/metrics", self.metrics), *pages.routes(),
+                    *EnrollPage(pages).routes(),
                     *(self.reset.routes() if self.reset else [])],
             exception_handlers={Unavailable: self.unavailable,
                                 Ambiguous: self.ambiguous,

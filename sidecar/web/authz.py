@@ -23,9 +23,9 @@ from sidecar.accounts import Check
 from sidecar.core import policy
 from sidecar.core.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.core.policy import Target
-from sidecar.core.request import Reading
+from sidecar.core.request import SAFE_METHODS, Reading
 from sidecar.errors import Ambiguous, BadForwardedRequest, Unavailable
-from sidecar.primary import Identity
+from sidecar.primary import Credential, Identity
 from sidecar.web.cookies import Cookies
 from sidecar.wiring import Parts
 
@@ -77,6 +77,7 @@ class Cached:
     user: str
     generation: int
     answer: Answer
+    credential: bytes  # the cookies and Authorization it was decided for (Credential.cache_key)
 
 
 def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
@@ -104,7 +105,7 @@ class ForwardAuth:
         self.cookies = cookies
         self.prefix = parts.config.prefix
         self.otp_header = parts.config.api.otp_header.lower()
-        self._bursts: dict[tuple[str, str], float] = {}  # (credential fingerprint, code) → until
+        self._bursts: dict[tuple[str, str, str], float] = {}  # (credential fp, user, code) → until
         self._answers: dict[tuple[Any, ...], Cached] = {}
 
     async def __call__(self, scope: MutableMapping[str, Any], send: Send, dialect: Dialect) -> None:
@@ -157,6 +158,9 @@ class ForwardAuth:
     async def _decide(self, reading: Reading, original: Original, dialect: Dialect
                       ) -> tuple[str, Answer, Cached | None]:
         parts = self.parts
+        credential = Credential(reading.cookies.header, reading.authorization).cache_key()
+        if original.method not in SAFE_METHODS:  # a login may give this session to someone else
+            self._answers = {k: v for k, v in self._answers.items() if v.credential != credential}
         target = Target(original.host, original.path, original.method)
         verdict = await parts.decision.evaluate(reading, target)
         outcome = verdict.outcome
@@ -174,7 +178,7 @@ class ForwardAuth:
             if verdict.rule.step_up:
                 end = min(end, item.code_at + verdict.rule.step_up)
             until = min(time.monotonic() + ANSWER_CACHE_SECONDS, verdict.until)
-            cacheable = Cached(until, end, item.user, item.generation, answer)
+            cacheable = Cached(until, end, item.user, item.generation, answer, credential)
         return outcome.value, answer, cacheable
 
     async def _api_code(self, reading: Reading, user: str) -> tuple[str, Answer, None] | None:
@@ -190,7 +194,7 @@ class ForwardAuth:
                 401, "otp_required", "this account uses two-factor authentication: send a "
                 f"current code in the {parts.config.api.otp_header} header", required), None
         now = parts.clock()
-        burst = (parts.passes.fingerprint(reading.authorization), code)
+        burst = (parts.passes.fingerprint(reading.authorization), user, code)
         until = self._bursts.get(burst)
         if until is not None and now < until:
             return None

@@ -1,14 +1,15 @@
 """Every cookie the sidecar sets, written by one builder: HttpOnly always, SameSite, Secure over https.
 
-The 2FA cookie (``cookie.*``), the remembered device (``remember_device.*``) and the reset
-gate's two cookies are all built by ``cookie_line``; ``Cookies`` knows their names, lifetimes
-and paths from the config, and when ``Secure`` applies (``cookie.secure``).
+The 2FA cookie (``cookie.*``), the remembered device (``remember_device.*``), the set-up's
+browser binding and the reset gate's two cookies are all built by ``cookie_line``;
+``Cookies`` knows their names, lifetimes and paths from the config, and when ``Secure``
+applies (``cookie.secure``).
 """
 
 from __future__ import annotations
 
 from sidecar.config import Config
-from sidecar.core.request import RESET_GRANT_COOKIE, RESET_NONCE_COOKIE
+from sidecar.core.request import ENROLL_COOKIE, RESET_GRANT_COOKIE, RESET_NONCE_COOKIE
 
 
 def cookie_line(name: str, value: str, max_age: int | None, secure: bool, path: str = "/",
@@ -40,6 +41,13 @@ class Cookies:
     def set_device(self, value: str, scheme: str) -> str:
         remember = self.config.remember_device
         return cookie_line(remember.cookie_name, value, remember.max_days * 86400, self.secure(scheme))
+
+    def set_enroll_nonce(self, nonce: str, scheme: str) -> str:
+        """Binds set-up to this browser when the app session has no cookie: for the set-up
+        page only, never sent cross-site, as long as a pending secret lasts."""
+        return cookie_line(ENROLL_COOKIE, nonce, self.config.totp.enrollment_timeout,
+                           self.secure(scheme), path=f"{self.config.prefix}/enroll",
+                           same_site="Strict")
 
     def set_reset_nonce(self, nonce: str, scheme: str) -> str:
         """The reset gate's anonymous CSRF nonce: for the gate page only, never sent cross-site."""

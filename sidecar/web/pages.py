@@ -1,4 +1,5 @@
-"""The sidecar's own pages under the prefix: challenge, enroll, settings, disable, logout.
+"""The sidecar's own pages under the prefix: challenge, settings, disable, logout (set-up:
+``sidecar.web.enroll``, with these helpers).
 
 Each handler reads the request through the one door (``parts.door``), asks the one decision
 (``parts.decision.evaluate``: who the app says is logged in now, whether this app session passed 2FA,
@@ -12,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import segno
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from sidecar.accounts import Check, CheckResult
 from sidecar.branding import brand_css
-from sidecar.core import policy, totp
+from sidecar.core import policy
 from sidecar.core.forwarded import page_origin, safe_redirect
 from sidecar.core.policy import Target
 from sidecar.core.tokens import CSRF, Signer
@@ -58,7 +58,6 @@ class Pages:
         return [
             Route(p, self.home), Route(p + "/", self.home),
             Route(p + "/challenge", self.challenge, methods=["GET", "POST"]),
-            Route(p + "/enroll", self.enroll, methods=["GET", "POST"]),
             Route(p + "/settings", self.settings),
             Route(p + "/disable", self.disable, methods=["POST"]),
             Route(p + "/recovery-codes", self.recovery_codes, methods=["POST"]),
@@ -76,7 +75,7 @@ class Pages:
         reading = parts.door.read(request.scope)
         forwarded = reading.headers.forwarded()
         scheme, host = page_origin(forwarded, reading.trusted, request.url.scheme)
-        resolved = await parts.decision.resolve(reading)
+        resolved = await parts.decision.resolve(reading, request.method)
         verdict = (await parts.decision.evaluate(reading, None, resolved)
                    if resolved.identity is not None else None)
         return Visit(request, reading, scheme, host, resolved, verdict)
@@ -240,44 +239,6 @@ class Pages:
                            remember_days=(parts.config.remember_device.max_days
                                           if parts.devices is not None and not step_up else 0),
                            switch_url=f"{self.prefix}/challenge?" + urlencode(switch))
-
-    async def enroll(self, request: Request) -> Response:
-        visit = await self.visit(request)
-        if visit.identity is None:
-            return self.signed_out(visit)
-        parts = self.parts
-        rd = self.rd(visit, request.query_params.get("rd"), "")
-        if visit.enrolled:
-            if not visit.verified:
-                return self.go(f"{self.prefix}/challenge?{urlencode({'rd': rd or '/'})}")
-            return self.go(rd or self.prefix + "/settings")
-        session = parts.passes.fingerprint(visit.reading.session_key)
-        error = ""
-        status = 200
-        if request.method == "POST":
-            fields = await self.form(visit)
-            if isinstance(fields, Response):
-                return fields
-            rd = self.rd(visit, fields.get("rd"), "")
-            result, codes, generation = await parts.accounts.complete_enrollment(
-                visit.user, fields.get("code", ""), visit.client, session=session)
-            parts.metrics.checked("enroll_" + result.check.value)
-            if result.check is Check.OK:
-                response = self.codes_page(visit, codes, rd, "enabled")
-                response.headers.append("set-cookie", self.pass_cookie(visit, generation))
-                return response
-            error = self.check_message(result)
-            status = 429 if result.check is Check.LOCKED else 400
-        secret = await parts.accounts.pending_secret(visit.user, session=session)
-        uri = totp.provisioning_uri(secret, visit.account, parts.config.totp.issuer,
-                                    parts.accounts.params)
-        # omitsize: a viewBox instead of a fixed size, so the stylesheet scales the whole code
-        qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111",
-                                                   light="#fff",
-                                                   title=_("QR code for your authenticator app"))
-        return self.render(visit, "enroll.html", status, qr=qr, account=visit.account,
-                           key=totp.grouped(secret), error=error, rd=rd,
-                           period=parts.config.totp.period, digits=parts.config.totp.digits)
 
     def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
         query = {"notice": notice} | ({"rd": rd} if rd else {})

@@ -289,17 +289,34 @@ class ResetGate:
                                         "after its code was entered."), link=gate)
 
     def _submitted_fields(self, request: Request, body: bytes) -> list[tuple[str, str]] | None:
-        """The fields of a plain form (every one, repeats kept); None for any other body."""
-        if len(body) > MAX_BODY:
+        """The fields of a plain form (every one, repeats kept); None for any other body.
+
+        Only a body every framework decodes alike is understood: one Content-Type line saying
+        ``application/x-www-form-urlencoded`` (at most with ``charset=utf-8``) and an ASCII
+        body. Another charset (Django decodes the form with it), a second Content-Type line
+        (some servers keep the last), multipart or JSON: refused.
+        """
+        if len(body) > MAX_BODY or not body.isascii():
             return None
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            content_type = self.parts.door.read(request.scope).headers.single("content-type")
+        except Ambiguous:
+            return None
+        kind, *params = (part.strip().lower() for part in content_type.split(";"))
         if kind != "application/x-www-form-urlencoded":
             return None  # only plain forms are understood: anything else is refused
-        return parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        if any(p not in ("", "charset=utf-8", 'charset="utf-8"') for p in params):
+            return None
+        try:
+            return parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+                             errors="strict")
+        except UnicodeDecodeError:
+            return None  # percent-escapes that are not UTF-8
 
     async def _send(self, request: Request, body: bytes) -> httpx.Response:
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        headers.append(("host", request.headers.get("host", "")))
+        # the bytes as they came (repeated lines kept): never re-encoded on the way to the app
+        headers = [(k, v) for k, v in request.scope["headers"] if k.decode("latin-1") not in HOP_BY_HOP]
+        headers += [(k, v) for k, v in request.scope["headers"] if k == b"host"][:1]
         url = self.settings.app_url.rstrip("/") + request.url.path
         if request.url.query:
             url += "?" + request.url.query

@@ -22,9 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sidecar.config import Config
-from sidecar.primary import IntrospectResolver
-from sidecar.web.app import SidecarApp, create_app
-from tests.conftest import Browser, Env, FakeClock, make_config, start_env
+from sidecar.web.app import create_app
+from tests.conftest import Browser, Env, FakeClock, make_config, running_env, sidecar_alone
 
 pytestmark = pytest.mark.anyio
 
@@ -44,40 +43,15 @@ def introspect(cache_seconds: int = 0, **keys: str) -> dict[str, Any]:
 HEADER_PRIMARY = {"resolver": "header", "session_cookies": ["upstream_session"]}
 
 
-@contextlib.asynccontextmanager
-async def running(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
-    """``start_env`` for a config of the test's own, closed even when the test fails."""
-    gen = start_env(config, clock)
-    try:
-        yield await gen.__anext__()
-    finally:
-        await gen.aclose()
+running = running_env
 
 
 @contextlib.asynccontextmanager
 async def sidecar_only(config: Config, clock: FakeClock,
                        whoami: Starlette | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """The sidecar alone (no demo app), its who-am-I URL answered by ``whoami`` when given.
-
-    App errors come back as a 500 (not raised), so that a crash is told from a 400.
-    """
-    resolver = None
-    if whoami is not None:
-        resolver = IntrospectResolver(config, client=httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=whoami), base_url="http://app.test"))
-    app: SidecarApp = (create_app(config, clock=clock) if resolver is None
-                       else create_app(config, clock=clock, resolver=resolver))
-    await app.parts.storage.open()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=cast(Any, app),
-                                                             raise_app_exceptions=False),
-                               base_url="http://app.test")
-    try:
+    """The sidecar alone (no demo app), its who-am-I URL answered by ``whoami`` when given."""
+    async with sidecar_alone(config, clock, whoami) as (_, client):
         yield client
-    finally:
-        await client.aclose()
-        await app.parts.notifier.aclose()
-        await app.parts.resolver.aclose()
-        await app.parts.storage.close()
 
 
 def tolerant(env: Env) -> httpx.AsyncClient:

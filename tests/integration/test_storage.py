@@ -167,9 +167,14 @@ async def test_complete_enrollment_only_with_the_pending_secret(storage: SQLStor
         ("S1", NOW + 1, 5, 1, 2)
     assert await storage.pending_secret("alice", "s", NOW + 2) is None
     assert await storage.complete_enrollment("alice", "s", "S1", 6, ["h3"], NOW + 2) is None  # used up
-    # re-enrolling replaces secret and codes and bumps the generation
+    # a secret that is on is never replaced by a set-up left open
     await storage.put_pending("alice", "s", "S2", NOW + 600, NOW)
-    assert await storage.complete_enrollment("alice", "s", "S2", 9, ["h9"], NOW + 3) == 2
+    assert await storage.complete_enrollment("alice", "s", "S2", 9, ["h9"], NOW + 3) is None
+    assert (await storage.get_user("alice")).secret == "S1"
+    # after turning 2FA off, enrolling again sets secret and codes and bumps the generation
+    assert await storage.disable("alice")
+    await storage.put_pending("alice", "s", "S2", NOW + 600, NOW)
+    assert await storage.complete_enrollment("alice", "s", "S2", 9, ["h9"], NOW + 3) == 3
     assert not await storage.use_recovery_code("alice", "h1", NOW + 4)
     assert await storage.use_recovery_code("alice", "h9", NOW + 4)
 

@@ -117,10 +117,10 @@ RULES = (
         ("app.test", "/static/app.css", "GET", None, "bypass"),
         ("app.test", "/static/../admin", "GET", "alice", "optional"),
         ("app.test", "/static/%2e%2e/admin", "GET", "alice", "optional"),
-        ("app.test", "//static/x", "GET", None, "bypass"),
+        ("app.test", "//static/x", "GET", None, "optional"),  # an app may not collapse "//"
         ("app.test", "/login", "POST", None, "bypass"),
         ("app.test", "/login-other", "GET", None, "optional"),
-        ("app.test", "/loginx/../login", "GET", None, "bypass"),
+        ("app.test", "/loginx/../login", "GET", None, "optional"),  # nor resolve ".."
         ("app.test", "/internal/x", "GET", "alice", "deny"),
         ("app.test", "/INTERNAL", "GET", "alice", "deny"),  # some backends ignore case
         ("app.test", "/Static/app.css", "GET", None, "optional"),  # ... never to bypass
@@ -140,7 +140,7 @@ RULES = (
         ("app.test", "/public?/internal", "GET", None, "optional"),
         ("app.test", "/%00", "GET", None, "deny"),
         ("app.test", "/_2fa/challenge", "GET", "alice", "bypass"),
-        ("app.test", "/x/../_2fa/settings", "GET", "alice", "bypass"),
+        ("app.test", "/x/../_2fa/settings", "GET", "alice", "optional"),  # as sent: not the pages
         ("app.test", "/_2faX", "GET", "alice", "optional"),
     ],
 )
@@ -247,8 +247,10 @@ def test_a_prefix_in_capitals(path: str, expected: str) -> None:
         ("/a", [Variant("/a"), Variant("/a", True)]),
         ("/A;x", [Variant("/A;x"), Variant("/a;x", True), Variant("/A"), Variant("/a", True)]),
         ("/login/..;/admin", [Variant("/login/..;/admin"), Variant("/login/..;/admin", True),
-                              Variant("/admin"), Variant("/admin", True)]),
-        ("/%3b", [Variant("/;"), Variant("/;", True), Variant("/"), Variant("/", True)]),
+                              Variant("/admin"), Variant("/admin", True),
+                              Variant("/login/../admin"), Variant("/login/../admin", True)]),
+        ("/%3b", [Variant("/;"), Variant("/;", True), Variant("/"), Variant("/", True),
+                  Variant("/%3b"), Variant("/%3b", True)]),
         ("/%ff", None),
         ("x", None),
     ],

@@ -35,6 +35,9 @@ class CookieResolver:
     async def resolve_credential(self, cred: Credential) -> Resolved:
         return Resolved(None)
 
+    def invalidate(self, cred: Credential) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
