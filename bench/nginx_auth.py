@@ -1,6 +1,6 @@
 """nginx → app with `auth_request` to the sidecar, as a ratio to nginx → app without it.
 
-Real nginx runs the files of deploy/nginx as they are (like tests/e2e/conftest.py: a prefix
+Real nginx runs the files of deploy/nginx as they are (like tests/e2e/stacks.py: a prefix
 folder with nginx.conf, totp-sidecar-http.conf, the upstreams with free ports, the server block
 with its `listen` on a free port, snippets/ linked). Variants of the server block:
 

@@ -14,10 +14,10 @@ import pyotp
 
 
 class Stack(Protocol):
-    """What the tests use of conftest's ``stack`` fixture."""
+    """What the tests use of a running ``stacks.Stack``."""
 
-    base: str  # http://127.0.0.1:<nginx port>
-    host: str  # 127.0.0.1:<nginx port>
+    base: str  # http://127.0.0.1:<proxy port>
+    host: str  # 127.0.0.1:<proxy port>
 
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -41,7 +41,7 @@ def logout(client: httpx.Client) -> None:
 
 
 def remote_users(page: str) -> list[str]:
-    """What the demo app says nginx passed as Remote-User (one entry per line shown)."""
+    """What the demo app says the proxy passed as Remote-User (one entry per line shown)."""
     return [html.unescape(m) for m in re.findall(r"Proxy says: Remote-User = ([^<]*)</p>", page)]
 
 
@@ -63,8 +63,17 @@ def assert_allowed(client: httpx.Client, user: str) -> None:
     assert f"Signed in as {user}" in r.text
 
 
+def assert_json_error(r: httpx.Response, status: int, error: str) -> None:
+    """An answer of the sidecar as the client gets it: status, JSON body, X-Totp-Error."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert set(r.json()) == {"error", "detail"}
+    assert r.json()["error"] == error
+    assert r.headers["x-totp-error"] == error
+
+
 def assert_challenged(stack: Stack, client: httpx.Client, path: str = "/") -> str:
-    """GET ``path`` as a browser: a 302 from nginx to the challenge page; returns its URL."""
+    """GET ``path`` as a browser: a 302 from the proxy to the challenge page; returns its URL."""
     r = client.get(path)
     assert r.status_code == 302, f"expected the challenge redirect, got {r.status_code}"
     location = r.headers["location"]

@@ -32,7 +32,7 @@ from tests.e2e.browser import (  # noqa: F401
     sign_out,
     spaced,
 )
-from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.stacks import NGINX, Stack, running
 from tests.e2e.steps import fresh_wrong_code
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def test_axe_catches_a_broken_page(chromium: Browser) -> None:
 def test_unavailable_page(chromium: Browser, nginx_bin: str, tmp_path: Path) -> None:
     """The 503 page of a sidecar whose SQLite file was deleted, in both schemes."""
     source = axe_source()
-    with running_stack(nginx_bin, tmp_path) as own:
+    with running(NGINX, nginx_bin, tmp_path) as own:
         context = new_context(chromium, own.base)
         try:
             page = context.new_page()

@@ -32,13 +32,13 @@ from tests.e2e.browser import (  # noqa: F401
     spaced,
     urlpath,
 )
-from tests.e2e.conftest import Stack
+from tests.e2e.stacks import Stack
 from tests.e2e.steps import RECOVERY_FORMAT
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-ISSUER = "E2E Test"  # totp.issuer in tests/e2e/conftest.py's sidecar config
+ISSUER = "E2E Test"  # totp.issuer in tests/e2e/stacks.py's sidecar config
 
 
 @pytest.fixture()

@@ -1,197 +1,28 @@
-"""End to end through a real Caddy running deploy/caddy/Caddyfile: demo app + sidecar.
+"""What Caddy, running deploy/caddy/Caddyfile, sends where: between two small fake servers.
 
-The Caddyfile runs unchanged; only its environment placeholders (ports, ``admin off``) are
-set, see ``caddy_stack.py``. One browser-like client (cookie jar, no automatic redirects)
-goes through enrollment and the challenge; an API client through the JSON answers; every
-answer is Caddy's, as a user would get it. A last test puts Caddy between two small fake
-servers to pin down exactly which headers it sends to ``/auth/forward`` and to the app.
+The user journey through Caddy (enrollment, the challenge, the JSON answers, the rules, a
+sidecar that is down) is test_journey.py's, the same as for nginx and Traefik. This test puts
+the Caddyfile's Caddy (see ``stacks.launch_caddy``: only its environment placeholders are set)
+between a fake sidecar and a fake app to pin down exactly which headers it sends to
+``/auth/forward`` and to the app, and what it passes back to the client.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-import pyotp
 import pytest
 
-from tests.e2e.caddy_stack import find_caddy, running_caddy, running_caddy_stack
-from tests.e2e.conftest import Stack, wait_ready
-from tests.e2e.steps import (
-    API,
-    BROWSER,
-    assert_allowed,
-    assert_challenged,
-    challenge_form,
-    enroll,
-    fresh_wrong_code,
-    login,
-    logout,
-    pass_cookie_set,
-    password_client_needs_x_otp,
-    remote_users,
-)
+from tests.e2e.stacks import CADDY, Stack, new_stack, running_proxy, wait_ready
 
 IDENTITY = ("remote-user", "remote_user", "remote-email", "remote-name", "remote-groups")
 
-
-@pytest.fixture(scope="session")
-def caddy_bin() -> str:
-    found = find_caddy()
-    if found is None:
-        message = "caddy not found (set CADDY, or install it: apt-get install caddy)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-@pytest.fixture(scope="module")
-def caddy(caddy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Caddy + sidecar + demo app, shared by the module's tests (each uses its own user)."""
-    with running_caddy_stack(caddy_bin, tmp_path_factory.mktemp("caddy")) as running:
-        yield running
-
-
-@pytest.fixture()
-def browser(caddy: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=caddy.base, headers=BROWSER, follow_redirects=False,
-                      timeout=10.0) as client:
-        yield client
-
-
-def test_enroll_challenge_and_codes(caddy: Stack, browser: httpx.Client) -> None:
-    # Signed in, not enrolled: 2FA is optional, the app is reached and sees Remote-User.
-    login(browser, "alice")  # a POST through the check: its body still reaches the app
-    assert_allowed(browser, "alice")
-    key, enroll_code, _ = enroll(browser)
-    assert_allowed(browser, "alice")
-
-    # A new app session: Caddy passes the sidecar's 302 to the challenge as it is, whatever
-    # X-Forwarded-* the client sends (Caddy trusts no client's X-Forwarded-* by default).
-    logout(browser)
-    login(browser, "alice")
-    challenge = assert_challenged(caddy, browser)
-    assert challenge == f"{caddy.base}/_2fa/challenge?rd={quote(caddy.base + '/', safe='')}"
-    r = browser.get("/", headers={"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
-                                  "X-Forwarded-Uri": "/elsewhere", "X-Forwarded-Method": "PUT",
-                                  "X-Original-URL": "http://evil.example/"})
-    assert r.status_code == 302 and r.headers["location"] == challenge
-    # The original URL, query included, travels in rd.
-    r = browser.get("/reports?q=1&x=%2F")
-    assert r.status_code == 302
-    original = quote(f"{caddy.base}/reports?q=1&x=%2F", safe="")
-    assert r.headers["location"] == f"{caddy.base}/_2fa/challenge?rd={original}"
-
-    # API clients: the sidecar's 401 with its JSON body and headers, no Location.
-    for path in ("/", "/api/data"):
-        r = browser.get(path, headers=API)
-        assert r.status_code == 401, r.text
-        assert r.headers["content-type"].startswith("application/json")
-        assert r.json()["error"] == "2fa_required" and set(r.json()) == {"error", "detail"}
-        assert r.headers["x-totp-error"] == "2fa_required"
-        assert "no-store" in r.headers["cache-control"]
-        assert "location" not in r.headers and "x-otp" not in r.headers
-
-    # A wrong code: refused, no 2FA cookie, still challenged.
-    csrf, rd = challenge_form(browser, challenge)
-    assert rd == f"{caddy.base}/"
-    r = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "mode": "totp",
-                                              "code": fresh_wrong_code(key)})
-    assert r.status_code == 400
-    assert not pass_cookie_set(r)
-    assert_challenged(caddy, browser)
-
-    # The next step's code (enrollment used the current one): accepted, back to rd.
-    next_code = pyotp.TOTP(key).at(time.time() + 30)
-    assert next_code != enroll_code
-    r = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "mode": "totp",
-                                              "code": next_code})
-    assert r.status_code == 303, r.text
-    assert r.headers["location"] == f"{caddy.base}/"
-    assert pass_cookie_set(r)
-    assert_allowed(browser, "alice")
-    r = browser.get("/api/data", headers=API)
-    assert r.json() == {"ok": True, "user": "alice", "remote_user": "alice"}
-
-    # The same code in a new app session: a replay, refused.
-    logout(browser)
-    login(browser, "alice")
-    csrf, rd = challenge_form(browser, assert_challenged(caddy, browser))
-    r = browser.post("/_2fa/challenge", data={"csrf": csrf, "rd": rd, "mode": "totp",
-                                              "code": next_code})
-    assert r.status_code == 400, "a used TOTP code was accepted again"
-    assert_challenged(caddy, browser)
-
-
-def test_spoofed_identity_never_reaches_the_app(caddy: Stack, browser: httpx.Client) -> None:
-    spoof = {"Remote-User": "mallory", "Remote_User": "mallory", "Remote-Email": "m@evil.example",
-             "Remote-Groups": "admins"}
-    # Anonymous: the sidecar lets the request pass with no identity; the app must see none.
-    r = browser.get("/", headers=spoof)
-    assert r.status_code == 200
-    assert "You are not signed in." in r.text
-    assert remote_users(r.text) == []
-    # Signed in as bob (no 2FA): the app sees bob, only bob.
-    login(browser, "bob")
-    r = browser.get("/", headers=spoof)
-    assert r.status_code == 200
-    assert remote_users(r.text) == ["bob"]
-    r = browser.get("/api/data", headers={**spoof, **API})
-    assert r.status_code == 200
-    assert r.json() == {"ok": True, "user": "bob", "remote_user": "bob"}
-    # The pages are not protected by the check, but get no client identity either.
-    r = browser.get("/_2fa/settings", headers=spoof)
-    assert r.status_code == 200
-
-
-def test_password_api_client_needs_x_otp(caddy: Stack, browser: httpx.Client) -> None:
-    password_client_needs_x_otp(caddy.base, browser)
-
-
-def test_app_answers_deny_rule_and_pages(caddy: Stack, browser: httpx.Client) -> None:
-    # The app's own 401 comes through as the app wrote it.
-    r = browser.get("/api/data", headers=API)
-    assert r.status_code == 401
-    assert r.json() == {"error": "unauthorized"}
-    assert r.headers["www-authenticate"].startswith("Basic")
-    # A deny rule in the sidecar's config (/denied): the sidecar's 403, body and all.
-    for headers in (API, BROWSER):
-        r = browser.get("/denied", headers=headers)
-        assert r.status_code == 403
-        assert r.json() == {"error": "forbidden", "detail": "access to this resource is denied"}
-        assert r.headers["x-totp-error"] == "forbidden"
-    # /_2fa without the slash is the settings page; the pages come from the sidecar.
-    r = browser.get("/_2fa")
-    assert r.status_code == 302 and r.headers["location"] == "/_2fa/settings"
-    r = browser.get("/_2fa/challenge?rd=/")  # not signed in: the sidecar's "Sign in first"
-    assert r.status_code == 401 and "Sign in first" in r.text
-    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
-
-
-def test_sidecar_down_fails_closed(caddy_bin: str, tmp_path: Path) -> None:
-    """No sidecar: Caddy answers 502 and the app is never called."""
-    with running_caddy_stack(caddy_bin, tmp_path, with_sidecar=False) as down, \
-            httpx.Client(base_url=down.base, headers=BROWSER, follow_redirects=False,
-                         timeout=10.0) as client:
-        assert client.get("/").status_code == 502
-        assert client.get("/api/data", headers=API).status_code == 502
-        r = client.post("/login", data={"username": "alice", "password": "alice-password"})
-        assert r.status_code == 502
-        assert "set-cookie" not in r.headers, "the app was reached without the 2FA check"
-        assert client.get("/_2fa/settings").status_code == 502
-        assert client.get("/healthz").text == "ok"  # unprotected paths keep working
-
-
-# --- Caddy between two fake servers: exactly what it sends where. ---
 
 class Recorder(BaseHTTPRequestHandler):
     """Records each request; as the sidecar it answers from X-Forwarded-Uri, as the app it
@@ -252,9 +83,9 @@ def fakes(caddy_bin: str, tmp_path: Path) -> Iterator[tuple[Stack, list[dict[str
     seen: list[dict[str, Any]] = []
     sidecar, app = serve("sidecar", seen), serve("app", seen)
     try:
-        with running_caddy(caddy_bin, tmp_path, f"127.0.0.1:{sidecar.server_port}",
-                           f"127.0.0.1:{app.server_port}") as stack:
-            wait_ready(stack, "caddy", f"{stack.base}/healthz")
+        stack = new_stack(tmp_path, app_port=app.server_port, sidecar_port=sidecar.server_port)
+        with running_proxy(CADDY, caddy_bin, stack, tmp_path):
+            wait_ready(stack, "caddy", f"{stack.base}/healthz")  # unprotected: the fake app
             seen.clear()
             yield stack, seen
     finally:

@@ -13,7 +13,7 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.conftest import ROOT
+from tests.e2e.stacks import ROOT
 from tests.e2e.steps import BROWSER, assert_allowed, assert_challenged, challenge_form, enroll, login, logout
 from tests.ports import free_port
 

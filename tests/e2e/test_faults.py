@@ -24,7 +24,7 @@ from sidecar.accounts import Accounts
 from sidecar.config import load_config
 from sidecar.wiring import build_parts, make_storage
 from tests.conftest import config_dict
-from tests.e2e.conftest import ROOT
+from tests.e2e.stacks import ROOT
 from tests.ports import free_port
 
 SESSION = "upstream_session=s1"

@@ -29,7 +29,7 @@ from sidecar.config import ENV_POSTGRES_DSN, load_config
 from sidecar.core import totp
 from sidecar.wiring import build_parts, make_storage
 from tests.conftest import config_dict
-from tests.e2e.conftest import ROOT
+from tests.e2e.stacks import ROOT
 from tests.e2e.test_faults import SESSION, auth, page
 from tests.pg import drop_database, fresh_database_sync
 from tests.ports import free_port

@@ -14,7 +14,7 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.conftest import running_stack
+from tests.e2e.stacks import NGINX, running
 from tests.e2e.steps import BROWSER, Stack, enroll, hidden, login, logout
 from tests.ports import free_port
 
@@ -54,7 +54,7 @@ def life(nginx_bin: str, hooks: int, tmp_path_factory: pytest.TempPathFactory) -
         "remember_device": {"enabled": True, "max_days": 30},
         "notify": {"webhook": {"url": f"http://127.0.0.1:{hooks}/hook", "secret": "s" * 40}},
     }
-    with running_stack(nginx_bin, tmp_path_factory.mktemp("life"), extra_config=extra) as stack:
+    with running(NGINX, nginx_bin, tmp_path_factory.mktemp("life"), extra_config=extra) as stack:
         yield stack
 
 

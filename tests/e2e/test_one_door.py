@@ -29,8 +29,7 @@ import pyotp
 import pytest
 import yaml
 
-from tests.e2e import conftest as e2e_conftest
-from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.stacks import NGINX, Stack, running
 from tests.e2e.steps import API, BROWSER, PASS_COOKIE, enroll, fresh_wrong_code, hidden, login, remote_users
 
 HTML = BROWSER["Accept"]
@@ -157,15 +156,6 @@ def cookie(*pairs: str) -> tuple[str, str]:
     return ("Cookie", "; ".join(pairs))
 
 
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 # -- fixtures -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def alice(stack: Stack) -> Enrolled:
@@ -182,32 +172,19 @@ def bob(stack: Stack) -> Enrolled:
 @pytest.fixture()
 def own_stack(nginx_bin: str, tmp_path: Path) -> Iterator[Stack]:
     """A stack for one test (for tests that change a user's 2FA state)."""
-    with running_stack(nginx_bin, tmp_path) as running:
-        yield running
+    with running(NGINX, nginx_bin, tmp_path) as started:
+        yield started
 
 
 @pytest.fixture()
-def short_cache_stack(nginx_bin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                      ) -> Iterator[Stack]:
-    """A stack whose sidecar caches who-am-I answers for 1 s (the default is 5 s).
-
-    running_stack's extra_config replaces whole top-level keys, and the introspection URL
-    names the app's port, which only running_stack knows: merge into the written config.
-    """
-    original = e2e_conftest.sidecar_config
-    extra = {"primary": {"introspect": {"cache_seconds": 1}}}
-
-    def merged(path: Path, port: int, app_port: int, db: Path,
-               _extra: dict[str, Any] | None = None) -> None:
-        original(path, port, app_port, db, _extra)
-        data = yaml.safe_load(path.read_text())
-        path.write_text(yaml.safe_dump(deep_merge(data, extra)))
-
-    monkeypatch.setattr(e2e_conftest, "sidecar_config", merged)
-    with running_stack(nginx_bin, tmp_path) as running:
-        assert yaml.safe_load(running.config_path.read_text())["primary"]["introspect"][
-            "cache_seconds"] == 1
-        yield running
+def short_cache_stack(nginx_bin: str, tmp_path: Path) -> Iterator[Stack]:
+    """A stack whose sidecar caches who-am-I answers for 1 s (the default is 5 s)."""
+    extra = {"primary": {"introspect": {"cache_seconds": 1}}}  # merged: the URL stays
+    with running(NGINX, nginx_bin, tmp_path, extra_config=extra) as started:
+        config = yaml.safe_load(started.config_path.read_text())
+        assert config["primary"]["introspect"]["cache_seconds"] == 1
+        assert config["primary"]["introspect"]["url"].endswith("/api/me")
+        yield started
 
 
 # -- 1. a session cookie given twice ------------------------------------------------------

@@ -13,7 +13,7 @@ import httpx
 import yaml
 
 from tests.conftest import config_dict
-from tests.e2e.conftest import ROOT
+from tests.e2e.stacks import ROOT
 from tests.ports import free_port
 
 
