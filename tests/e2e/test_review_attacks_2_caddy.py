@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Stack
-from tests.e2e.test_caddy import caddy_bin, fakes  # noqa: F401 - fixtures
+from tests.e2e.stacks import Stack
+from tests.e2e.test_caddy import fakes  # noqa: F401 - a fixture
 
 IDENTITY = ("remote-user", "remote-email", "remote-name", "remote-groups")
 
