@@ -74,6 +74,9 @@ class Session:
     # user → (when, the 2FA cookie): codes passed in this app session whose cookie the browser
     # still holds (the session may be switched to another user and back)
     passes: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # every 2FA cookie earned in this app session: value → (user, when); an older one copied
+    # back into this browser is still a pass of this session (until the user's 2FA changes)
+    earned: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -205,10 +208,12 @@ class TwoFactorMachine(RuleBasedStateMachine):
         value = session.browser.cookies.get(PASS)
         assert value, "a passed code set no 2FA cookie"
         session.passes = {session.user: (self.clock(), value)}  # the browser holds one cookie
+        session.earned[value] = (session.user, self.clock())
 
     def end_all_passes(self, user: str) -> None:
         for session in self.sessions:
             session.passes.pop(user, None)
+            session.earned = {v: e for v, e in session.earned.items() if e[0] != user}
 
     async def _auth(self, lines: Lines) -> httpx.Response:
         send = [("accept", "text/html"), ("x-original-url", "http://app.test/reports"),
@@ -282,6 +287,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
         self.run(session.browser.login(session.user))  # a new app session, old 2FA cookie kept
         session.logged_in = True
         session.passes = {}
+        session.earned = {}
 
     @precondition(lambda self: self.sessions)
     @rule(index=st.integers(0, 50))
@@ -290,6 +296,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
         self.run(session.browser.logout())
         session.logged_in = False
         session.passes = {}
+        session.earned = {}
 
     @precondition(lambda self: self.sessions)
     @rule(index=st.integers(0, 50))
@@ -413,6 +420,9 @@ class TwoFactorMachine(RuleBasedStateMachine):
         target.browser.cookies[PASS] = value
         # a pass belongs to the app session it was issued in
         target.passes = {u: p for u, p in target.passes.items() if p[1] == value}
+        if value in target.earned:  # a cookie this very session earned before: still its pass
+            user, when = target.earned[value]
+            target.passes[user] = (when, value)
 
     @rule(seconds=st.sampled_from((1, 29, 30, 31, 95, MAX_AGE + 1)))
     def clock_moves(self, seconds: int) -> None:
