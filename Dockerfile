@@ -29,6 +29,7 @@ COPY --from=build /opt/totp-sidecar /opt/totp-sidecar
 # A default config (no secrets: they come from the environment or *_file keys); mount your own
 # over it: -v "$PWD/config.yaml:/etc/totp-sidecar/config.yaml:ro".
 COPY deploy/docker/config.yaml /etc/totp-sidecar/config.yaml
+# A named volume starts with this directory's owner; a bind mount needs `chown 10001:10001`.
 VOLUME ["/var/lib/totp-sidecar"]
 WORKDIR /var/lib/totp-sidecar
 USER 10001:10001
