@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite drives for real (nginx, caddy; for the browser
-# tests Debian's chromium and libzbar0), when missing, and the browser tests' npm package
+# Installs the system packages the test suite drives for real (nginx, caddy; systemd for
+# `systemd-analyze verify` of deploy/systemd; for the browser tests Debian's chromium and
+# libzbar0), when missing, and the browser tests' npm package
 # (axe-core, tests/browser/package-lock.json) with `npm ci` when npm is there.
 # Runs as root with apt-get (CI, fresh Debian machines); elsewhere it only says what is missing.
 # The tests start their own nginx and caddy on free ports: the packages' services are not
@@ -26,6 +27,8 @@ fi
 
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 have_caddy() { command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ]; }
+# Only systemd-analyze is used (verify of deploy/systemd/totp-sidecar.service); nothing starts it.
+have_systemd_analyze() { command -v systemd-analyze >/dev/null 2>&1 || [ -x /usr/bin/systemd-analyze ]; }
 # The browser tests drive /usr/bin/chromium (or $CHROMIUM), never a downloaded browser;
 # pyzbar finds libzbar the way this asks for it (ctypes.util.find_library).
 have_chromium() { [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; }
@@ -54,6 +57,7 @@ if ! npm_deps && [ "${ci,,}" = true ]; then status=1; fi
 missing=()
 have_nginx || missing+=(nginx)
 have_caddy || missing+=(caddy)
+have_systemd_analyze || missing+=(systemd)
 have_chromium || missing+=(chromium)
 have_zbar || missing+=(libzbar0)
 [ ${#missing[@]} -eq 0 ] && exit "$status"
@@ -94,6 +98,9 @@ if ! have_nginx; then
 fi
 if ! have_caddy; then
   apt_install caddy || failed+=(caddy)
+fi
+if ! have_systemd_analyze; then
+  apt_install systemd || failed+=(systemd)
 fi
 if ! have_chromium; then
   apt_install chromium || failed+=(chromium)  # Debian's own build; the tests never download one
