@@ -247,3 +247,19 @@ def test_jupyter_server(nginx: str, tmp_path: Path) -> None:
             assert r.status_code == 403  # Jupyter's answer: the sidecar sees nobody
             r = script.get("/api/status", headers={"Authorization": f"token {token}"})
             assert_json_error(r, 401, "2fa_required")
+
+
+# -- every recipe's config, run or not, is one the sidecar accepts --------------------------
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.md") if p.name != "README.md"))
+def test_recipe_config_loads(recipe: str, tmp_path: Path) -> None:
+    from sidecar.config.load import load_config
+    from tests.e2e.stacks import recipe_sidecar_config
+
+    block = yaml.safe_load(recipe_block(recipe, "sidecar.yaml"))
+    path = tmp_path / "sidecar.yaml"
+    recipe_sidecar_config(path, 9091, tmp_path / "sidecar.db", block)
+    config = load_config(path, environ={})
+    assert config.primary.introspect.user_key == block["primary"]["introspect"]["user_key"]
+    assert config.primary.session_cookies == tuple(block["primary"]["session_cookies"])
+    assert config.rules, "a recipe names the paths to bypass"
+    assert recipe in (RECIPES / "README.md").read_text(), "list the recipe in docs/recipes/README.md"
