@@ -10,6 +10,7 @@ calls the app allows. Without the application's package the test is skipped, and
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -26,18 +27,28 @@ import pyotp
 import pytest
 import yaml
 
-from tests.e2e.stacks import NGINX, ROOT, RealApp, Stack, require_module, running_real_app
+from tests.e2e.stacks import (
+    NGINX,
+    ROOT,
+    Launch,
+    RealApp,
+    Stack,
+    launch_nginx,
+    require_module,
+    running,
+    running_real_app,
+)
 from tests.e2e.steps import API, BROWSER, assert_challenged, assert_json_error, enroll, hidden
 
 RECIPES = ROOT / "docs" / "recipes"
 APP_PORT = "127.0.0.1:8000"  # the app upstream of deploy/nginx, as the recipes write it
 
 
-def recipe_block(recipe: str, name: str) -> str:
-    """The fenced block after ``<!-- recipe:NAME -->`` in docs/recipes/RECIPE."""
-    text = (RECIPES / recipe).read_text()
+def recipe_block(recipe: str, name: str, path: Path | None = None) -> str:
+    """The fenced block after ``<!-- recipe:NAME -->`` in docs/recipes/RECIPE (or ``path``)."""
+    text = (path or RECIPES / recipe).read_text()
     match = re.search(rf"<!-- recipe:{re.escape(name)} -->\n```[a-z]*\n(.*?)\n```", text, re.S)
-    assert match, f"docs/recipes/{recipe}: no block {name!r}"
+    assert match, f"{recipe}: no block {name!r}"
     return match.group(1) + "\n"
 
 
@@ -263,3 +274,33 @@ def test_recipe_config_loads(recipe: str, tmp_path: Path) -> None:
     assert config.primary.session_cookies == tuple(block["primary"]["session_cookies"])
     assert config.rules, "a recipe names the paths to bypass"
     assert recipe in (RECIPES / "README.md").read_text(), "list the recipe in docs/recipes/README.md"
+
+
+# -- README "Put it in front of your app": the page shown when the sidecar is down ----------
+def test_readme_sidecar_down_page(nginx: str, tmp_path: Path) -> None:
+    """README's error_page snippet, added to deploy/nginx's server block: with the sidecar
+    down, protected paths answer its 503 page; unprotected ones still reach the app."""
+    readme = ROOT / "README.md"
+    in_location = recipe_block(readme.name, "sidecar-down-location.nginx", readme)
+    in_server = recipe_block(readme.name, "sidecar-down-server.nginx", readme)
+
+    def launch(binary: str, tmp: Path, stack: Stack) -> Launch:
+        started = launch_nginx(binary, tmp, stack)
+        server_file = started.conf_dir / "totp-sidecar.conf"
+        server, n = re.subn(r"(?m)^(\s*include snippets/totp-sidecar-protect\.conf;.*)$",
+                            lambda m: f"{m.group(1)}\n{in_location}", server_file.read_text())
+        assert n == 1
+        end = server.rstrip().rindex("}")
+        server_file.write_text(f"{server[:end]}{in_server}}}\n")
+        return started
+
+    spec = dataclasses.replace(NGINX, launch=launch)
+    with running(spec, nginx, tmp_path, with_sidecar=False) as stack:
+        for accept in (BROWSER, API):
+            r = httpx.get(f"{stack.base}/", headers=accept, timeout=10.0)
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"].startswith("text/html")
+            assert "<title>Sign-in check unavailable</title>" in r.text
+            assert r.headers["retry-after"] == "30"
+            assert "no-store" in r.headers["cache-control"]
+        assert httpx.get(f"{stack.base}/healthz", timeout=10.0).status_code == 200
