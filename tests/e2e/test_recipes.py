@@ -258,6 +258,12 @@ def test_jupyter_server(nginx: str, tmp_path: Path) -> None:
             assert r.status_code == 403  # Jupyter's answer: the sidecar sees nobody
             r = script.get("/api/status", headers={"Authorization": f"token {token}"})
             assert_json_error(r, 401, "2fa_required")
+            # A token in the URL is neither a cookie nor Authorization: the sidecar sees nobody
+            # and Jupyter checks the token (the recipe says how to refuse it in nginx).
+            r = script.get("/api/status", params={"token": token})
+            assert r.status_code == 200, r.text
+            script.cookies.clear()
+            assert script.get("/api/status", params={"token": "wrong"}).status_code == 403
 
 
 # -- every recipe's config, run or not, is one the sidecar accepts --------------------------
