@@ -145,12 +145,14 @@ class HeaderResolver:
 
 class IntrospectResolver:
     def __init__(self, config: Config, client: httpx.AsyncClient | None = None,
-                 monotonic: Any = time.monotonic) -> None:
+                 monotonic: Any = time.monotonic,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = config.primary.introspect
         # A jar that stores nothing: one user's cookies must never reach another's request.
         jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self.client = client or httpx.AsyncClient(timeout=self.settings.timeout_seconds,
-                                                  follow_redirects=False, cookies=jar)
+                                                  follow_redirects=False, cookies=jar,
+                                                  transport=transport)
         self.monotonic = monotonic
         self._cache: OrderedDict[bytes, Resolved] = OrderedDict()
         self._uncached: dict[bytes, float] = {}  # credential → until when no answer is kept

@@ -35,6 +35,15 @@ def make_storage(config: Config) -> Storage:
     return SQLiteStorage(config.storage.path)
 
 
+def describe_storage(config: Config) -> str:
+    """The storage in words, without secrets: ``sqlite:/path`` or ``postgres:host:port/dbname``."""
+    if isinstance(config.storage, PostgresConfig):
+        from sidecar.storage.postgres import describe
+
+        return f"postgres:{describe(config.storage.dsn)}"
+    return f"sqlite:{config.storage.path}"
+
+
 def make_resolver(config: Config) -> Resolver:
     """Who is logged in: the app's who-am-I URL, or a trusted proxy's headers."""
     if config.primary.resolver == "header":
