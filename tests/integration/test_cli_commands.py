@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 
 from sidecar import __version__
@@ -138,3 +139,40 @@ def test_demo_ignores_sidecar_variables_and_cleans_up_on_sigterm(tmp_path: Path)
             demo.communicate()
     assert "Traceback" not in errors, errors
     assert not Path(database).parent.exists()
+
+
+def test_serve_logs_json_only_with_a_start_line_and_serves_metrics(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "sidecar", "serve", "--config", str(path),
+                              "--host", "127.0.0.1", "--port", str(port)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and serve.poll() is None
+                time.sleep(0.1)
+        serve.send_signal(signal.SIGTERM)
+        _, errors = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
+    for name in ("totp_sidecar_build_info{", "totp_sidecar_enrolled_users 0.0",
+                 "totp_sidecar_whoami_seconds_bucket", "totp_sidecar_storage_errors_total",
+                 'totp_sidecar_whoami_errors_total{kind="not_json"}'):
+        assert name in metrics
+    lines = [json.loads(line) for line in errors.splitlines()]  # every line is JSON
+    (start,) = [line for line in lines if line.get("event") == "starting"]
+    assert start["version"] == __version__ and start["listen"] == f"127.0.0.1:{port}"
+    assert start["storage"] == f"sqlite:{tmp_path / 'sidecar.db'}"
+    assert start["resolver"] == "introspect"
+    messages = [line["message"] for line in lines]
+    assert messages.index("starting") < messages.index("sidecar ready")
+    assert any(line["logger"].startswith("uvicorn") for line in lines), errors
+    secrets = load_config(path)
+    assert secrets.hash_key not in errors and secrets.signing_keys[0] not in errors
