@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import httpx
 from sidecar.cli.common import config_path, load
 from sidecar.config import Config
 from sidecar.errors import Ambiguous, UpstreamUnavailable
-from sidecar.primary import IntrospectResolver, Resolved
+from sidecar.primary import IntrospectResolver, Resolved, Resolver
 from sidecar.wiring import make_door, make_resolver
 
 
@@ -86,23 +87,16 @@ def _hint(config: Config, seen: Seen, failure: str) -> str:
                 "cookie or is not an API endpoint")
     if status != 200:
         return f"{status}: the sidecar needs 200 (a user), or 401/403 (nobody logged in)"
-    if "json" not in seen.content_type.lower() and "did not answer JSON" in failure:
-        return f"200 but not JSON (content type {seen.content_type or 'none'})"
-    if "no " in failure and "in the answer" in failure:
-        keys = failure_keys(seen)
-        return (f"200 but no {settings.user_key!r} key; keys seen: {keys} "
-                "(set primary.introspect.user_key)")
-    return failure
-
-
-def failure_keys(seen: Seen) -> str:
-    import json
-
     try:
         data = json.loads(seen.body)
     except ValueError:
-        return "(not JSON)"
-    return ", ".join(sorted(map(str, data))[:20]) if isinstance(data, dict) else type(data).__name__
+        return f"200 but not JSON (content type {seen.content_type or 'none'})"
+    if f"no {settings.user_key!r} in the answer" in failure:
+        keys = (", ".join(sorted(map(str, data))[:20]) if isinstance(data, dict)
+                else f"none (a JSON {type(data).__name__})")
+        return (f"200 but no {settings.user_key!r} key; keys seen: {keys} "
+                "(set primary.introspect.user_key)")
+    return failure.partition(": ")[2] or failure
 
 
 async def _doctor(config: Config, args: argparse.Namespace, seen: Seen) -> int:
@@ -121,6 +115,7 @@ async def _doctor(config: Config, args: argparse.Namespace, seen: Seen) -> int:
         out.append(f"problem: none of primary.session_cookies ({', '.join(named)}) is in the "
                    f"cookies given (names seen: {', '.join(n for n, _ in reading.cookies.pairs)})")
         return 1
+    resolver: Resolver
     if config.primary.resolver == "introspect":
         resolver = IntrospectResolver(config, transport=Recorder(seen))
         if not reading.has_credential and not reading.authorization:
@@ -128,7 +123,7 @@ async def _doctor(config: Config, args: argparse.Namespace, seen: Seen) -> int:
                        "--header 'Authorization: …'")
             return 1
     else:
-        resolver = make_resolver(config)  # type: ignore[assignment]
+        resolver = make_resolver(config)
         if not reading.trusted:
             out.append(f"problem: {args.peer} is not in server.trusted_proxies: the identity "
                        "headers are not believed (give --peer)")
