@@ -3,16 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 8080
 STAMP := $(VENV)/.installed-stamp
+# `make demo` needs only what the sidecar needs to run: not the test tools (browsers, linters).
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
 .PHONY: demo test check nginx-demo clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
+	@echo "==> creating a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(RUNTIME_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "==> installing totp-sidecar and its runtime dependencies into $(VENV) (a minute the first time)"
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "==> installing totp-sidecar with the test tools into $(VENV)"
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP) $(RUNTIME_STAMP)
+
+demo: $(RUNTIME_STAMP)
+	@echo "==> starting the demo on http://127.0.0.1:$(PORT)/ (Ctrl+C stops it)"
 	$(VENV)/bin/totp-sidecar demo --port $(PORT)
 
 test: $(STAMP)

@@ -13,7 +13,10 @@ import re
 import secrets
 import time
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName",
+                                                    "color_message"}  # uvicorn's ANSI copy
+#: uvicorn's own loggers write through the same handler, in the same format.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 #: The id of the request being handled, in every log line written while handling it.
@@ -50,3 +53,8 @@ def configure(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    for name in SERVER_LOGGERS:
+        server = logging.getLogger(name)
+        server.handlers[:] = [handler] if name == "uvicorn" else []
+        server.propagate = name != "uvicorn"
+        server.setLevel(level.upper())

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Protocol
@@ -106,6 +107,14 @@ def _dig(data: Any, dotted: str, strict: bool) -> Any:
     return data
 
 
+class _Unusable(UpstreamUnavailable):
+    """A who-am-I call that gave no usable answer, and of which kind (for the metrics)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class Resolver(Protocol):
     async def resolve(self, reading: Reading) -> Resolved: ...
 
@@ -145,18 +154,23 @@ class HeaderResolver:
 
 class IntrospectResolver:
     def __init__(self, config: Config, client: httpx.AsyncClient | None = None,
-                 monotonic: Any = time.monotonic) -> None:
+                 monotonic: Any = time.monotonic,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 observe: Callable[[str, float], None] | None = None) -> None:
         self.settings = config.primary.introspect
         # A jar that stores nothing: one user's cookies must never reach another's request.
         jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self.client = client or httpx.AsyncClient(timeout=self.settings.timeout_seconds,
-                                                  follow_redirects=False, cookies=jar)
+                                                  follow_redirects=False, cookies=jar,
+                                                  transport=transport)
         self.monotonic = monotonic
         self._cache: OrderedDict[bytes, Resolved] = OrderedDict()
         self._uncached: dict[bytes, float] = {}  # credential → until when no answer is kept
         self._inflight: dict[bytes, asyncio.Future[Resolved]] = {}
         self.calls = 0  # upstream calls made (observed by tests and metrics)
         self.where = _where(self.settings.url)
+        #: told of every call: its outcome (user, anonymous, or an error kind) and its time
+        self.observe = observe or (lambda outcome, seconds: None)
 
     async def resolve(self, reading: Reading) -> Resolved:
         return await self.resolve_credential(Credential(reading.cookies.header, reading.authorization))
@@ -206,12 +220,25 @@ class IntrospectResolver:
         finally:
             self._inflight.pop(key, None)
 
-    def _fail(self, what: str, status: int | None = None, keys: str = "") -> UpstreamUnavailable:
-        log.error("who-am-I answer unusable: %s", what,
-                  extra={"url": self.where, "status": status, "keys": keys})
-        return UpstreamUnavailable(f"the app's who-am-I URL {self.where}: {what}")
+    def _fail(self, kind: str, what: str, status: int | None = None,
+              keys: str = "") -> UpstreamUnavailable:
+        log.error("who-am-I answer unusable: %s %s (status %s)", self.where, what,
+                  status if status is not None else "none",
+                  extra={"event": "whoami_failed", "kind": kind, "url": self.where,
+                         "status": status, "keys": keys})
+        return _Unusable(kind, f"the app's who-am-I URL {self.where}: {what}")
 
     async def _ask(self, cred: Credential) -> Identity | None:
+        started = time.perf_counter()
+        try:
+            identity = await self._ask_once(cred)
+        except _Unusable as exc:
+            self.observe(exc.kind, time.perf_counter() - started)
+            raise
+        self.observe("anonymous" if identity is None else "user", time.perf_counter() - started)
+        return identity
+
+    async def _ask_once(self, cred: Credential) -> Identity | None:
         # the very bytes the app receives (the door decoded them as latin-1): never re-encoded
         send: dict[bytes, bytes] = {b"accept": b"application/json"}
         if cred.cookie_header:
@@ -222,26 +249,28 @@ class IntrospectResolver:
         try:
             response = await self.client.get(self.settings.url, headers=send)
         except httpx.HTTPError as exc:
-            raise self._fail(f"cannot be reached ({type(exc).__name__})") from None
+            raise self._fail("unreachable", f"cannot be reached ({type(exc).__name__})") from None
         status = response.status_code
         if status in (401, 403):
             return None
         if status != 200:
-            raise self._fail(f"answered {status}", status)
+            raise self._fail("status", f"answered {status}", status)
         try:
             data = response.json()
         except ValueError:
-            raise self._fail("did not answer JSON", status) from None
+            raise self._fail("not_json", "did not answer JSON", status) from None
         keys = ", ".join(sorted(map(str, data))[:20]) if isinstance(data, dict) else type(data).__name__
         try:
             value = _dig(data, self.settings.user_key, strict=True)
         except _Missing:
-            raise self._fail(f"no {self.settings.user_key!r} in the answer", status, keys) from None
+            raise self._fail("no_user", f"no {self.settings.user_key!r} in the answer", status,
+                             keys) from None
         if value is None:
             return None  # an explicit null: nobody is logged in
         user = _clean(value)
         if not user:
-            raise self._fail(f"{self.settings.user_key!r} is not a usable user id", status, keys)
+            raise self._fail("bad_user", f"{self.settings.user_key!r} is not a usable user id",
+                             status, keys)
         return Identity(user, _clean(_dig(data, self.settings.email_key, strict=False)),
                         _clean(_dig(data, self.settings.name_key, strict=False)),
                         _groups(_dig(data, self.settings.groups_key, strict=False)))

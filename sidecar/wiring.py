@@ -35,11 +35,20 @@ def make_storage(config: Config) -> Storage:
     return SQLiteStorage(config.storage.path)
 
 
-def make_resolver(config: Config) -> Resolver:
+def describe_storage(config: Config) -> str:
+    """The storage in words, without secrets: ``sqlite:/path`` or ``postgres:host:port/dbname``."""
+    if isinstance(config.storage, PostgresConfig):
+        from sidecar.storage.postgres import describe
+
+        return f"postgres:{describe(config.storage.dsn)}"
+    return f"sqlite:{config.storage.path}"
+
+
+def make_resolver(config: Config, metrics: Metrics | None = None) -> Resolver:
     """Who is logged in: the app's who-am-I URL, or a trusted proxy's headers."""
     if config.primary.resolver == "header":
         return HeaderResolver(config)
-    return IntrospectResolver(config)
+    return IntrospectResolver(config, observe=metrics.whoami if metrics else None)
 
 
 def make_door(config: Config) -> Door:
@@ -82,8 +91,8 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
                 clock: Clock = wall) -> Parts:
     """Every part of a sidecar for ``config``; ``storage``, ``resolver`` and ``clock`` may be given."""
     storage = storage or make_storage(config)
-    resolver = resolver or make_resolver(config)
     metrics = Metrics()
+    resolver = resolver or make_resolver(config, metrics)
     notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact)
 
     def on_event(event: str, user: str, detail: dict[str, Any]) -> None:

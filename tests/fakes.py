@@ -57,6 +57,9 @@ class MemoryStorage:
     async def list_users(self) -> list[UserState]:
         return [await self.get_user(u) for u in sorted(self.users)]
 
+    async def count_enrolled(self) -> int:
+        return sum(1 for user in self.users.values() if user.secret is not None)
+
     async def disable(self, user_id: str) -> bool:
         user = self._user(user_id)
         if user.secret is None:

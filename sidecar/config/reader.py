@@ -9,6 +9,7 @@ secret that may come from ``key``, ``key_file`` or an environment variable.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,10 @@ class Reader:
         prefix = at if at is not None else (f"{path}." if path else "")
         for key in data:
             if key not in allowed:
-                self.problem(f"{prefix}{key}", f"unknown key (known keys: {', '.join(sorted(allowed))})")
+                near = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                self.problem(f"{prefix}{key}",
+                             f"unknown key ({hint}known keys: {', '.join(sorted(allowed))})")
 
     def value(self, data: dict[str, Any], path: str, at: str | None = None) -> Any:
         """The key at ``path`` read from ``data`` (its section), or its default when absent.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -63,7 +64,8 @@ def _server(app: Any, port: int) -> uvicorn.Server:
 
 async def _serve(port: int, db_path: str) -> None:
     app_port, sidecar_port = free_port(), free_port()
-    config = parse_config(demo_config(app_port, db_path))
+    # the demo's config is complete: TOTP_SIDECAR_* variables of the shell must not add to it
+    config = parse_config(demo_config(app_port, db_path), environ={})
     servers = [
         _server(create_demo_app(), app_port),
         _server(create_app(config), sidecar_port),
@@ -103,6 +105,8 @@ totp-sidecar demo is running.
 
 def run_demo(port: int, db: str | None) -> int:
     logs.configure("warning")
+    # SIGTERM stops the demo as Ctrl+C does, so the temporary folder is removed either way
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="totp-sidecar-demo-") as tmp:
         db_path = str(Path(db).resolve()) if db else str(Path(tmp) / "demo.db")
         try:

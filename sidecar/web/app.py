@@ -85,10 +85,13 @@ class SidecarApp:
         try:
             await self.parts.storage.ping()
         except StorageUnavailable:
+            self.parts.metrics.storage_error()
             return PlainTextResponse("storage unavailable", status_code=503)
         return PlainTextResponse("ready")
 
     async def metrics(self, request: Request) -> Response:
+        with contextlib.suppress(StorageUnavailable):  # the gauge keeps its last value
+            await self.parts.metrics.refresh_enrolled(self.parts.storage.count_enrolled)
         return Response(self.parts.metrics.render(), media_type=CONTENT_TYPE)
 
     async def ambiguous(self, request: Request, exc: Exception) -> Response:
@@ -113,6 +116,8 @@ class SidecarApp:
 
     async def unavailable(self, request: Request, exc: Exception) -> Response:
         log.error("page unavailable: %s", exc)
+        if isinstance(exc, StorageUnavailable):
+            self.parts.metrics.storage_error()
         return self.pages.templates.TemplateResponse(
             request, "message.html", {
                 "title": _("Two-factor authentication is unavailable"),

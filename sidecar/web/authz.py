@@ -24,7 +24,7 @@ from sidecar.core import policy
 from sidecar.core.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.core.policy import Target
 from sidecar.core.request import SAFE_METHODS, Reading
-from sidecar.errors import Ambiguous, BadForwardedRequest, Unavailable
+from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
 from sidecar.primary import Credential, Identity
 from sidecar.web.cookies import Cookies
 from sidecar.wiring import Parts
@@ -152,6 +152,8 @@ class ForwardAuth:
             return "ambiguous", json_error(401, AMBIGUOUS, exc.reason), None
         except Unavailable as exc:
             log.error("forward-auth cannot decide: %s", exc)
+            if isinstance(exc, StorageUnavailable):
+                self.parts.metrics.storage_error()
             return "unavailable", json_error(
                 503, "unavailable", "the 2FA service cannot decide right now"), None
 
