@@ -34,6 +34,9 @@ TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ
 # RFC 6265 cookie-octet: what a cookie value that matters may be made of (no space, DQUOTE,
 # comma, semicolon, backslash or control byte: parsers split, unquote or trim on those).
 _COOKIE_VALUE = re.compile(r'[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*')
+# RFC 6265 allows a value in double quotes; Python (SimpleCookie, Tornado, Jupyter) writes one
+# for values with "=" or ":". With plain cookie-octets inside, every parser reads the inside.
+_QUOTED = re.compile(r'"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"')
 _PLAIN_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SPLITTERS = re.compile(r"[\s,]")  # where SimpleCookie-like parsers may start another pair
 _FRAGMENTS = re.compile(r"[\s,]+")
@@ -123,6 +126,8 @@ def read_cookies(lines: Iterable[str], watched: frozenset[str] | None) -> Cookie
             if name and sep and name not in values and _plain_name(name):
                 values[name] = value
             continue
+        if _QUOTED.fullmatch(value):  # "..." of plain cookie-octets: every parser unquotes it alike
+            value = value[1:-1]
         if not problem:
             if not _plain_name(name):
                 problem = f"cookie name {name[:40]!r} has stray whitespace or bytes"

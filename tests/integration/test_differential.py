@@ -102,7 +102,7 @@ ROWS = [
     row("space-before-eq-dup", "attack", "Cookie: demo_session=junk; demo_session =S"),
     row("tab-before-eq", "attack", "Cookie: demo_session\t=S"),
     row("space-inside-name", "attack", "Cookie: demo session=S"),
-    row("quoted-value", "attack", 'Cookie: demo_session="S"'),
+    row("quoted-value", "normal", 'Cookie: demo_session="S"'),  # every parser reads S
     row("backslash-value", "attack", "Cookie: demo_session=S\\x"),
     row("quoted-backslash-escape", "attack", 'Cookie: demo_session="S\\073x"'),
     row("two-lines-session-in-both", "attack", "Cookie: demo_session=junk", "Cookie: demo_session=S"),

@@ -31,7 +31,7 @@ def read(*headers: tuple[str, str | bytes], peer: str = "127.0.0.1", **kwargs: A
     ["Demo_Session=a; demo_session=b"],
     ["demo.session=a; demo_session=b"],
     ["demo session=a"],
-    ['demo_session="a"'],
+    ['demo_session="a\\"b"'],
     ["demo_session=a\\b"],
     ["demo_session=a", "theme=dark"],  # joined with "," by WSGI servers: "a,theme=dark"
     ["demo_session=a; theme=dark demo_session=b"],  # SimpleCookie splits on the space
@@ -49,6 +49,7 @@ def test_cookies_that_apps_could_read_differently_are_ambiguous(lines: list[str]
     ["demo_session=a;;  ; other"],
     ["_ga=1; _ga=2; demo_session=a"],  # a repeated cookie nobody decides on
     ["odd name=1; demo_session=a"],
+    ['demo_session="a"; _ga=1'],  # quoted (Python, Tornado, Jupyter write that): read as a
 ])
 def test_ordinary_browsers_are_not_refused(lines: list[str]) -> None:
     reading = read_cookies(lines, WATCHED)
