@@ -202,7 +202,7 @@ def test_the_pot_is_up_to_date_with_the_code_and_templates(tmp_path: Path) -> No
 
 
 def test_the_readme_documents_the_same_extraction_command() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
     flattened = re.sub(r"\s*\\\n\s*", " ", readme)
     assert "pybabel extract -F babel.cfg " + " ".join(EXTRACT_OPTIONS) in flattened
 
