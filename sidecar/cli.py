@@ -20,7 +20,7 @@ from sidecar.app_env import CONFIG_ENV
 from sidecar.config import Config, SQLiteConfig, config_warnings, load_config
 from sidecar.errors import ConfigError, SecretUnreadable, StorageUnavailable
 from sidecar.storage import SQLiteStorage, UserState
-from sidecar.wiring import build_parts, make_storage
+from sidecar.wiring import build_parts, implicit_rules, make_storage
 
 EXIT_CONFIG = 2
 GRACEFUL_SECONDS = 10  # in-flight requests get this long to finish on SIGTERM
@@ -42,6 +42,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.file)
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
+    for key, url, _rule in implicit_rules(config):
+        print(f"implicit rule: bypass {url} (from {key}; that path exactly; a deny rule still wins)")
     print(f"{args.file}: OK")
     return 0
 

@@ -25,6 +25,7 @@ from sidecar.web.i18n import LanguageMiddleware
 from sidecar.web.i18n import gettext as _
 from sidecar.web.pages import Pages
 from sidecar.web.reset import ResetGate
+from sidecar.web.signout import SignOutPage
 from sidecar.wiring import Parts, build_parts
 
 log = logging.getLogger("sidecar")
@@ -43,7 +44,7 @@ class SidecarApp:
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                     Route("/metrics", self.metrics), *pages.routes(),
-                    *EnrollPage(pages).routes(),
+                    *EnrollPage(pages).routes(), *SignOutPage(pages).routes(),
                     *(self.reset.routes() if self.reset else [])],
             exception_handlers={Unavailable: self.unavailable,
                                 Ambiguous: self.ambiguous,

@@ -1,0 +1,111 @@
+"""Issue 12, pages: the way out of the code prompt and of required set-up ("Not you? Sign
+out"), the app's login and logout paths reachable without a code, and what the prompts say."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sidecar.core.policy import Level, Rule, Subject, Target
+from sidecar.wiring import make_policy
+from tests.conftest import Env, FakeClock, config_dict, make_config, running_env
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def primary(**more: object) -> dict[str, object]:
+    return {"resolver": "introspect", "session_cookies": ["demo_session"],
+            "introspect": {"url": "http://app.test/api/me"}, **more}
+
+
+async def test_sign_out_from_the_code_prompt_ends_both_sessions(tmp_path: Path,
+                                                                 clock: FakeClock) -> None:
+    config = make_config(tmp_path, primary=primary(logout_url="/logout"))
+    async with running_env(config, clock) as env:
+        browser = env.browser()
+        await browser.login("alice")
+        await browser.enroll()
+        browser.cookies.pop("totp_sidecar", None)  # a new app session: the prompt
+        csrf, page = await browser.form_token("/_2fa/challenge?rd=/reports")
+        assert 'action="/_2fa/signout"' in page and "Not you?" in page
+        response = await browser.post("/_2fa/signout", {"csrf": csrf})
+        assert response.status_code == 303
+        assert response.headers["location"] == "/logout"
+        lines = response.headers.get_list("set-cookie")
+        expired = {line.split("=", 1)[0] for line in lines if "Max-Age=0" in line}
+        assert {"demo_session", "totp_sidecar", "totp_sidecar_device"} <= expired
+        assert any(line.startswith("demo_session=;") and "Path=/" in line for line in lines)
+        assert "demo_session" not in browser.cookies
+        assert (await browser.auth("/logout")).status_code == 200  # the app's logout: no code
+
+
+async def test_sign_out_goes_to_the_login_page_without_a_logout_url(tmp_path: Path,
+                                                                     clock: FakeClock) -> None:
+    config = make_config(tmp_path, primary=primary(login_url="/login"))
+    async with running_env(config, clock) as env:
+        browser = env.browser()
+        await browser.login("alice")
+        await browser.enroll()
+        browser.cookies.pop("totp_sidecar", None)
+        csrf, _ = await browser.form_token("/_2fa/challenge?rd=/")
+        response = await browser.post("/_2fa/signout", {"csrf": csrf})
+        assert response.headers["location"] == "/login"
+
+
+async def test_sign_out_needs_the_csrf_token(env: Env) -> None:
+    browser = env.browser()
+    await browser.login("alice")
+    response = await browser.post("/_2fa/signout", {"csrf": "forged"})
+    assert response.status_code == 403
+    assert "demo_session" in browser.cookies
+    cross = await browser.post("/_2fa/signout", {}, **{"sec-fetch-site": "cross-site"})
+    assert cross.status_code == 403
+
+
+async def test_required_enrollment_offers_the_way_out(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, default_level="required")
+    async with running_env(config, clock) as env:
+        browser = env.browser()
+        await browser.login("alice")
+        _, required = await browser.form_token("/_2fa/enroll?rd=/reports")
+        assert 'action="/_2fa/signout"' in required
+        _, chosen = await browser.form_token("/_2fa/enroll")  # from settings: the user's choice
+        assert 'action="/_2fa/signout"' not in chosen
+
+
+def test_login_and_logout_paths_are_implicit_bypass_rules_a_deny_still_wins(
+        tmp_path: Path) -> None:
+    config = make_config(tmp_path, default_level="required",
+                         primary=primary(login_url="/login", logout_url="https://app.test/logout"),
+                         rules=[{"path": "/logout", "level": "deny", "users": ["mallory"]}])
+    policy = make_policy(config)
+    alice, mallory = Subject("alice"), Subject("mallory")
+    assert policy.level_for(Target("app.test", "/login", "POST"), alice) is Level.BYPASS
+    assert policy.level_for(Target("app.test", "/login/"), alice) is Level.BYPASS
+    assert policy.level_for(Target("app.test", "/login/admin"), alice) is Level.REQUIRED
+    assert policy.level_for(Target("app.test", "/logout"), alice) is Level.BYPASS
+    assert policy.level_for(Target("other.test", "/logout"), alice) is Level.REQUIRED
+    assert policy.level_for(Target("app.test", "/logout"), mallory) is Level.DENY
+    assert policy.level_for(Target("app.test", "/"), alice) is Level.REQUIRED
+    assert all(isinstance(rule, Rule) for rule in policy.implicit)
+
+
+def test_default_login_page_adds_no_rule(tmp_path: Path) -> None:
+    assert make_policy(make_config(tmp_path)).implicit == ()
+
+
+def test_check_config_prints_the_implicit_rules(tmp_path: Path) -> None:
+    data = config_dict(tmp_path, primary=primary(login_url="/login", logout_url="/logout"))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "sidecar", "check-config", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"implicit rule: bypass /login .*primary\.login_url", done.stdout)
+    assert re.search(r"implicit rule: bypass /logout .*primary\.logout_url", done.stdout)
