@@ -235,6 +235,7 @@ class Pages:
             switch |= {"why": "step_up", "m": method}
         return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
                            mode=mode, error=error, step_up=step_up, method=method,
+                           step_up_minutes=-(-verdict.rule.step_up // 60),
                            digits=parts.config.totp.digits,
                            remember_days=(parts.config.remember_device.max_days
                                           if parts.devices is not None and not step_up else 0),

@@ -109,3 +109,42 @@ def test_check_config_prints_the_implicit_rules(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert re.search(r"implicit rule: bypass /login .*primary\.login_url", done.stdout)
     assert re.search(r"implicit rule: bypass /logout .*primary\.logout_url", done.stdout)
+
+
+async def test_one_remember_checkbox_worded_once(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, remember_device={"enabled": True, "max_days": 30})
+    async with running_env(config, clock) as env:
+        browser = env.browser()
+        await browser.login("alice")
+        await browser.enroll()
+        browser.cookies.pop("totp_sidecar", None)
+        _, page = await browser.form_token("/_2fa/challenge?rd=/")
+        assert page.count('name="remember"') == 1
+        assert "Don't ask for a code on this browser for 30 days" in page.replace("&#39;", "'")
+        assert "Remember this device" not in page
+
+
+async def test_step_up_page_says_confirm_access_and_why(tmp_path: Path, clock: FakeClock) -> None:
+    rules = [{"path": "/account/password", "level": "optional", "step_up": "5m"}]
+    config = make_config(tmp_path, rules=rules, remember_device={"enabled": True, "max_days": 30})
+    async with running_env(config, clock) as env:
+        browser = env.browser()
+        await browser.login("alice")
+        secret, _ = await browser.enroll()
+        await browser.logout()
+        await browser.login("alice")
+        csrf, _ = await browser.form_token("/_2fa/challenge?rd=/")
+        clock.advance(30)
+        await browser.post("/_2fa/challenge", {"csrf": csrf, "code": env.code(secret), "rd": "/",
+                                               "remember": "1"})
+        await browser.logout()
+        await browser.login("alice")  # in through the remembered device: no code typed
+        browser.keep(await browser.auth("/reports"))
+        page = await browser.get("/_2fa/challenge?rd=/account/password&why=step_up")
+        assert page.status_code == 200
+        text = page.text
+        assert "<title>Confirm access" in text and "<h1>Confirm access</h1>" in text
+        assert "a code entered in the last 5 minutes" in text and "for 5 minutes" in text
+        assert "earlier in this session" not in text and "signed in with two-factor" not in text
+        assert 'name="remember"' not in text
+        assert 'action="/_2fa/signout"' in text
