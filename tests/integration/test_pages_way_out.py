@@ -148,3 +148,29 @@ async def test_step_up_page_says_confirm_access_and_why(tmp_path: Path, clock: F
         assert "earlier in this session" not in text and "signed in with two-factor" not in text
         assert 'name="remember"' not in text
         assert 'action="/_2fa/signout"' in text
+
+
+async def test_required_enrollment_explains_itself(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, default_level="required",
+                         branding={"support_contact": "help@example.com"})
+    async with running_env(config, clock) as env:
+        browser = env.browser()
+        await browser.login("alice")
+        _, page = await browser.form_token("/_2fa/enroll?rd=/reports")
+        assert "Your administrator requires two-factor authentication for this account." in page
+        assert 'href="mailto:help@example.com"' in page
+        assert "recovery codes?" not in page  # none yet: set-up help does not mention them
+        _, chosen = await browser.form_token("/_2fa/enroll")
+        assert "Your administrator requires" not in chosen
+
+
+async def test_recovery_mode_shows_recovery_help_only(env: Env) -> None:
+    browser = env.browser()
+    await browser.login("alice")
+    await browser.enroll()
+    browser.cookies.pop("totp_sidecar", None)
+    _, recovery = await browser.form_token("/_2fa/challenge?rd=/&method=recovery")
+    assert "Each recovery code works once" in recovery
+    assert "Codes depend on the time" not in recovery and "QR code" not in recovery
+    _, totp = await browser.form_token("/_2fa/challenge?rd=/")
+    assert "Codes depend on the time" in totp
