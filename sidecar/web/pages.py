@@ -28,7 +28,16 @@ from sidecar.errors import Ambiguous
 from sidecar.web.cookies import Cookies
 from sidecar.web.i18n import gettext as _
 from sidecar.web.i18n import lazy_gettext as _l
-from sidecar.web.render import Visit, lockout_message, make_templates, templates_dir, when
+from sidecar.web.render import (
+    Visit,
+    attempts_left,
+    lockout_message,
+    lockout_words,
+    make_templates,
+    moment,
+    templates_dir,
+    when,
+)
 from sidecar.wiring import Parts
 
 LOW_RECOVERY_CODES = 3
@@ -163,9 +172,14 @@ class Pages:
     def check_message(self, result: CheckResult, recovery: bool = False) -> str:
         if result.check is Check.LOCKED:
             return lockout_message(result.locked_until, self.parts.clock())
-        if recovery:
-            return _("That recovery code is not valid or was used already. Check it and try again.")
-        return _("That code is not valid. Check your authenticator app and try again.")
+        if result.check is Check.REPLAYED:
+            text = _("This code was just used. Wait for the next one in your app.")
+        elif recovery:
+            text = _("That recovery code is not valid or was used already. Check it and try again.")
+        else:
+            text = _("That code is not valid. Check your authenticator app and try again.")
+        more = attempts_left(result.failures, self.parts.config.throttle.max_failures)
+        return f"{text} {more}" if more else text
 
     # -- pages --------------------------------------------------------------------------
     async def home(self, request: Request) -> Response:
@@ -228,12 +242,17 @@ class Pages:
                 return response
             error = self.check_message(result, recovery=mode == "recovery")
             status = 429 if result.check is Check.LOCKED else 400
-        elif user.locked_until > parts.clock():
-            error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
+            locked_until = result.locked_until if result.check is Check.LOCKED else 0
+        else:
+            locked_until = user.locked_until if user.locked_until > parts.clock() else 0
+        locked = moment(locked_until) if locked_until else None
+        if locked:
+            error = lockout_words(locked_until, parts.clock())
         switch = {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}
         if step_up:
             switch |= {"why": "step_up", "m": method}
         return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
+                           locked=locked,
                            mode=mode, error=error, step_up=step_up, method=method,
                            step_up_minutes=-(-verdict.rule.step_up // 60),
                            digits=parts.config.totp.digits,

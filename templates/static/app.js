@@ -16,3 +16,12 @@ document.addEventListener("click", function (event) {
     setTimeout(function () { target.textContent = label; if (status) status.textContent = ""; }, 1500);
   });
 });
+// A <time class="local-time"> shows its moment in the reader's own time zone and language.
+Array.prototype.forEach.call(document.querySelectorAll("time.local-time[datetime]"), function (el) {
+  var at = new Date(el.getAttribute("datetime"));
+  if (isNaN(at.getTime())) return;
+  var sameDay = at.toDateString() === new Date().toDateString();
+  var options = sameDay ? { hour: "2-digit", minute: "2-digit" }
+    : { dateStyle: "medium", timeStyle: "short" };
+  el.textContent = at.toLocaleString(document.documentElement.lang || undefined, options);
+});

@@ -276,7 +276,8 @@ async def test_throttle_locks_after_repeated_failures(env: Env) -> None:
     env.clock.advance(30)
     locked = await browser.challenge(env.code(secret))
     assert locked.status_code == 429
-    assert "Try again in 15 minutes (after 08:15 UTC)" in locked.text  # time left and its end
+    assert "Try again in 15 minutes," in locked.text  # time left, and its end as a <time>
+    assert '<time datetime="2027-01-15T08:15:00Z" class="local-time">08:15 UTC</time>' in locked.text
     env.clock.advance(env.config.throttle.lockout)
     assert (await browser.challenge(env.code(secret))).status_code == 303
 

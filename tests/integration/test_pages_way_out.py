@@ -174,3 +174,33 @@ async def test_recovery_mode_shows_recovery_help_only(env: Env) -> None:
     assert "Codes depend on the time" not in recovery and "QR code" not in recovery
     _, totp = await browser.form_token("/_2fa/challenge?rd=/")
     assert "Codes depend on the time" in totp
+
+
+async def test_errors_say_what_happened(env: Env) -> None:
+    browser = env.browser()
+    await browser.login("alice")
+    secret, _ = await browser.enroll()  # the current code is now used
+    browser.cookies.pop("totp_sidecar", None)
+    replayed = await browser.challenge(env.code(secret), rd="/")
+    assert replayed.status_code == 400
+    assert "This code was just used. Wait for the next one in your app." in replayed.text
+    assert "attempt" not in replayed.text  # the 1st failure: no count yet
+    second = await browser.challenge("000000", rd="/")
+    assert "That code is not valid" in second.text and "attempts left" not in second.text
+    third = await browser.challenge("000000", rd="/")
+    assert "2 attempts left before a lockout." in third.text
+    fourth = await browser.challenge("000000", rd="/")
+    assert "1 attempt left before a lockout." in fourth.text
+    locked = await browser.challenge("000000", rd="/")
+    assert locked.status_code == 429
+    assert "Try again in 15 minutes" in locked.text
+    until = int(env.clock()) + env.config.throttle.lockout
+    iso = re.search(r'<time datetime="([^"]+)" class="local-time">', locked.text)
+    assert iso is not None and iso.group(1).startswith(
+        __import__("datetime").datetime.fromtimestamp(until, __import__("datetime").UTC)
+        .strftime("%Y-%m-%dT%H:%M"))
+    assert re.search(r"<fieldset[^>]* disabled>", locked.text)
+    env.clock.advance(5 * 60)
+    later = await browser.get("/_2fa/challenge?rd=/")
+    assert "Try again in 10 minutes" in later.text and re.search(r"<fieldset[^>]* disabled>",
+                                                                   later.text)
