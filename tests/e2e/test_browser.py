@@ -148,6 +148,15 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     sign_out(page)
     sign_in(page, "alice")
     expect_challenge(page, stack)
+    # "Not you? Sign out" really ends the app session: the app's login page, no session left.
+    assert page.locator("input[name=remember]").count() <= 1
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login$"))
+    assert "demo_session" not in {c["name"] for c in page.context.cookies()}
+    page.goto("/")
+    assert not page.get_by_text("Signed in as alice").is_visible()
+    sign_in(page, "alice")
+    expect_challenge(page, stack)
     code_input = page.get_by_label("Authentication code")
     assert code_input.get_attribute("autocomplete") == "one-time-code"
     assert code_input.get_attribute("inputmode") == "numeric"
@@ -185,7 +194,11 @@ def test_everything_works_without_javascript(chromium: Browser, stack: Stack) ->
     page = context.new_page()
     try:
         sign_in(page, "bob")
-        page.goto("/_2fa/enroll")
+        page.goto("/reports")  # a required page: set-up says why, and offers a way out
+        assert urlpath(page) == "/_2fa/enroll"
+        assert page.get_by_text("Your administrator requires two-factor authentication for this "
+                                "account.").is_visible()
+        assert page.get_by_role("button", name="Sign out").is_visible()
         assert not page.get_by_role("button", name="Copy key").is_visible()
         page.locator("details.manual summary").click()
         secret = page.locator("#secret-key").inner_text().replace(" ", "")
