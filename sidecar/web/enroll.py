@@ -78,7 +78,7 @@ class EnrollPage:
         required = bool(rd) and (await parts.decision.evaluate(
             visit.reading, pages.target(visit, rd), visit.resolved)).outcome is policy.Outcome.ENROLL
         response = pages.render(visit, "enroll.html", status, qr=qr, account=visit.account,
-                                required=required,
+                                required=required, uri=uri,
                                 key=totp.grouped(secret), error=error, rd=rd,
                                 period=parts.config.totp.period, digits=parts.config.totp.digits)
         if nonce:

@@ -204,3 +204,18 @@ async def test_errors_say_what_happened(env: Env) -> None:
     later = await browser.get("/_2fa/challenge?rd=/")
     assert "Try again in 10 minutes" in later.text and re.search(r"<fieldset[^>]* disabled>",
                                                                    later.text)
+
+
+async def test_enrollment_keeps_the_key_open_after_a_wrong_code_and_offers_a_link(
+        env: Env) -> None:
+    browser = env.browser()
+    await browser.login("alice")
+    csrf, page = await browser.form_token("/_2fa/enroll")
+    assert '<details class="manual">' in page  # closed at first
+    link = re.search(r'<a class="button" href="(otpauth://totp/[^"]+)">Open in authenticator app',
+                     page)
+    assert link is not None and "secret=" in link.group(1)
+    assert '<a href="/_2fa/settings">Cancel</a>' in page
+    wrong = await browser.post("/_2fa/enroll", {"csrf": csrf, "code": "000000"})
+    assert wrong.status_code == 400
+    assert '<details class="manual" open>' in wrong.text
