@@ -10,6 +10,7 @@ token bound to the user and the primary session, comes from the same site (``Ori
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -49,6 +50,11 @@ NOTICES = {
     "codes": _l("New recovery codes are ready. The old ones no longer work."),
     "devices": _l("Forgotten: those devices will ask for a code again at the next sign-in."),
 }
+
+
+def slug(text: str) -> str:
+    """``My App`` -> ``my-app``: a file name part without spaces."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "totp"
 
 
 class Pages:
@@ -261,7 +267,6 @@ class Pages:
                            switch_url=f"{self.prefix}/challenge?" + urlencode(switch))
 
     def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
-        query = {"notice": notice} | ({"rd": rd} if rd else {})
         issued = when(int(self.parts.clock()))
         issuer = self.parts.config.totp.issuer
         text = "\n".join([_("%(issuer)s recovery codes", issuer=issuer),
@@ -270,8 +275,8 @@ class Pages:
                           _("Each code works once. Keep them somewhere safe."), "", *codes, ""])
         return self.render(visit, "recovery_codes.html", codes=codes, account=visit.account,
                            download="data:text/plain;charset=utf-8," + quote(text),
-                           filename=f"{self.parts.config.totp.issuer}-recovery-codes.txt",
-                           complete=f"{self.prefix}/settings?{urlencode(query)}", issued=issued)
+                           filename=f"{slug(issuer)}-recovery-codes.txt", notice=notice, rd=rd,
+                           issued=issued)
 
     async def settings(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -284,8 +289,11 @@ class Pages:
             return self.go(f"{self.prefix}/challenge?{urlencode({'rd': here})}")
         rd = self.rd(visit, query.get("rd"), "")
         low = bool(query.get("low")) and user.enrolled and user.recovery_left <= LOW_RECOVERY_CODES
+        notice = query.get("notice", "")
+        unsaved = notice in ("enabled", "codes") and query.get("saved") != "1" and user.enrolled
         return self.render(visit, "settings.html", user=user, since=when(user.enabled_at),
-                           notice=NOTICES.get(query.get("notice", ""), ""), rd=rd, low=low,
+                           notice="" if unsaved else NOTICES.get(notice, ""), rd=rd, low=low,
+                           unsaved=unsaved,
                            devices=await self.device_list(visit))
 
     async def device_list(self, visit: Visit) -> list[dict[str, str]]:

@@ -1,8 +1,11 @@
 // Conveniences only: every page works without JavaScript.
 document.documentElement.classList.add("has-js");
 document.addEventListener("click", function (event) {
-  var target = event.target.closest("[data-copy], [data-print]");
+  var target = event.target.closest("[data-copy], [data-print], [data-saves]");
   if (!target) return;
+  var saved = document.getElementById("saved");
+  if (saved && target.hasAttribute("data-saves")) saved.checked = true;  // downloaded, copied or printed
+  if (!target.matches("[data-copy], [data-print]")) return;
   if (target.hasAttribute("data-print")) { window.print(); return; }
   var source = document.getElementById(target.getAttribute("data-copy"));
   if (!source || !navigator.clipboard) return;

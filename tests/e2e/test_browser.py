@@ -132,12 +132,13 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download .txt").click()
     download = download_info.value
-    assert download.suggested_filename == f"{ISSUER}-recovery-codes.txt"
+    assert download.suggested_filename == "e2e-test-recovery-codes.txt"  # no spaces
     text = Path(download.path()).read_text(encoding="utf-8")
     assert re.findall(r"(?m)^[a-z0-9]{5}-[a-z0-9]{5}$", text) == codes
     assert ISSUER in text and "alice@example.com" in text
     assert re.search(r"\b20\d\d-\d\d-\d\d\b", text), text
-    page.get_by_role("link", name="Complete").click()
+    assert page.get_by_label("I have saved these codes").is_checked()  # the download ticked it
+    page.get_by_role("button", name="Complete").click()
     assert urlpath(page) == "/_2fa/settings"
     assert notice(page) == "Two-factor authentication is enabled."
     assert "20 of 20 recovery codes left" in page.locator(".status").inner_text()
@@ -208,7 +209,10 @@ def test_everything_works_without_javascript(chromium: Browser, stack: Stack) ->
         assert page.get_by_role("link", name="Download .txt").is_visible()
         for name in ("Copy", "Print"):  # JavaScript conveniences, hidden without it
             assert not page.get_by_role("button", name=name).is_visible()
-        page.get_by_role("link", name="Complete").click()
+        page.get_by_role("button", name="Complete").click()  # refused until the box is ticked
+        assert page.locator("#recovery-codes").is_visible()
+        page.get_by_label("I have saved these codes").check()
+        page.get_by_role("button", name="Complete").click()
         assert notice(page) == "Two-factor authentication is enabled."
 
         page.goto("/")

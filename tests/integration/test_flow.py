@@ -79,7 +79,7 @@ async def test_full_flow_enroll_logout_challenge(env: Env) -> None:
     allowed = await browser.auth("/reports")
     assert allowed.status_code == 200 and allowed.headers["remote-user"] == "alice"
 
-    settings = await browser.get("/_2fa/settings?notice=enabled")
+    settings = await browser.get("/_2fa/settings?notice=enabled&saved=1")
     assert "Two-factor authentication is enabled." in settings.text
     assert "20 of 20 recovery codes left" in settings.text
 

@@ -105,7 +105,7 @@ async def test_german_settings_page(env: Env) -> None:
     assert '<span class="badge">Aus</span>' in off.text
     assert ">Zwei-Faktor-Authentifizierung aktivieren</a>" in off.text
     await browser.enroll()
-    on = await browser.get("/_2fa/settings?notice=enabled", **GERMAN)
+    on = await browser.get("/_2fa/settings?notice=enabled&saved=1", **GERMAN)
     assert '<p class="notice" role="status">Die Zwei-Faktor-Authentifizierung ist aktiviert.</p>' \
         in on.text
     assert "Noch 20 von 20 Wiederherstellungscodes übrig." in on.text

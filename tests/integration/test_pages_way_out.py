@@ -219,3 +219,23 @@ async def test_enrollment_keeps_the_key_open_after_a_wrong_code_and_offers_a_lin
     wrong = await browser.post("/_2fa/enroll", {"csrf": csrf, "code": "000000"})
     assert wrong.status_code == 400
     assert '<details class="manual" open>' in wrong.text
+
+
+async def test_recovery_codes_complete_only_once_saved(env: Env) -> None:
+    browser = env.browser()
+    await browser.login("alice")
+    csrf, page = await browser.form_token("/_2fa/enroll")
+    secret = re.search(r'id="secret-key">([A-Z2-7 ]+)<', page).group(1)  # type: ignore[union-attr]
+    done = await browser.post("/_2fa/enroll", {"csrf": csrf,
+                                               "code": env.code(secret.replace(" ", ""))})
+    text = done.text
+    assert 'download="test-app-recovery-codes.txt"' in text  # issuer "Test App", no spaces
+    assert "Capital letters and the dash do not matter" in text
+    assert re.search(r'<input type="checkbox" id="saved" name="saved" value="1" required>', text)
+    assert 'action="/_2fa/settings"' in text and 'name="notice" value="enabled"' in text
+    unticked = await browser.get("/_2fa/settings?notice=enabled")  # the server checks too
+    assert "You did not confirm that you saved your recovery codes." in unticked.text
+    assert "Two-factor authentication is enabled." not in unticked.text
+    ticked = await browser.get("/_2fa/settings?notice=enabled&saved=1")
+    assert "Two-factor authentication is enabled." in ticked.text
+    assert "You did not confirm" not in ticked.text
