@@ -239,3 +239,15 @@ async def test_recovery_codes_complete_only_once_saved(env: Env) -> None:
     ticked = await browser.get("/_2fa/settings?notice=enabled&saved=1")
     assert "Two-factor authentication is enabled." in ticked.text
     assert "You did not confirm" not in ticked.text
+
+
+async def test_the_sidecars_own_404_and_405_pages_use_the_layout(env: Env) -> None:
+    browser = env.browser()
+    missing = await browser.get("/_2fa/nowhere", **{"accept-language": "de"})
+    assert missing.status_code == 404
+    assert "<h1>Seite nicht gefunden</h1>" in missing.text and 'lang="de"' in missing.text
+    assert '/_2fa/static/style.css' in missing.text
+    wrong = await browser.get("/_2fa/signout")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert "<h1>This page cannot do that</h1>" in wrong.text
+    assert '/_2fa/static/style.css' in wrong.text
