@@ -321,8 +321,10 @@ class Pages:
         await self.parts.accounts.audit("devices_forgotten", visit.user, visit.client, count=count)
         return self.go(f"{self.prefix}/settings?notice=devices")
 
-    async def _confirmed(self, visit: Visit) -> tuple[dict[str, str], CheckResult] | Response:
-        """A POST from a verified session whose code checks out, or the response to give."""
+    async def _confirmed(self, visit: Visit,
+                         ticked: str = "") -> tuple[dict[str, str], CheckResult] | Response:
+        """A POST from a verified session whose code checks out, or the response to give;
+        ``ticked``: the form (``disable``) whose confirmation box must be ticked first."""
         if visit.identity is None:
             return self.signed_out(visit)
         fields = await self.form(visit)
@@ -331,13 +333,19 @@ class Pages:
         if not visit.verified:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
+        if ticked and fields.get("confirm") != "1":  # nothing compared, no code used
+            user = await self.parts.accounts.user(visit.user)
+            return self.render(visit, "settings.html", 400, user=user, since=when(user.enabled_at),
+                               notice="", rd="", low=False, form_error=ticked,
+                               devices=await self.device_list(visit),
+                               error_text=_("Tick the box to confirm, then try again."))
         result = await self.parts.accounts.check(visit.user, fields.get("code", ""), visit.client)
         self.parts.metrics.checked(result.check.value)
         return fields, result
 
     async def disable(self, request: Request) -> Response:
         visit = await self.visit(request)
-        outcome = await self._confirmed(visit)
+        outcome = await self._confirmed(visit, ticked="disable")
         if isinstance(outcome, Response):
             return outcome
         _, result = outcome

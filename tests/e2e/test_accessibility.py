@@ -94,6 +94,7 @@ def findings(chromium: Browser, stack: Stack) -> Iterator[Findings]:
         page.get_by_role("status").wait_for()
         audit(page, source, "settings-on-notice", found)
         page.locator("#disable-code").fill(fresh_wrong_code(key))
+        page.locator("input[name=confirm]").check()
         page.get_by_role("button", name="Disable").click()
         page.locator(".error").wait_for()
         audit(page, source, "settings-error", found)

@@ -182,6 +182,7 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     page.get_by_role("link", name="Two-factor authentication settings").click()
     assert "19 of 20 recovery codes left" in page.locator(".status").inner_text()
     page.locator("#disable-code").fill(codes[1])
+    page.get_by_label(re.compile("protected by its password alone")).check()
     page.get_by_role("button", name="Disable").click()
     assert urlpath(page) == "/_2fa/settings"
     assert "turned off" in notice(page)

@@ -208,10 +208,10 @@ async def test_disable_needs_a_code_and_ends_every_cookie(env: Env) -> None:
     laptop_cookie = browser.cookies["totp_sidecar"]
     csrf, page = await browser.form_token("/_2fa/settings")
     assert "Disable" in page
-    wrong = await browser.post("/_2fa/disable", {"csrf": csrf, "code": "123456"})
+    wrong = await browser.post("/_2fa/disable", {"csrf": csrf, "code": "123456", "confirm": "1"})
     assert wrong.status_code == 400
     assert (await env.sidecar.parts.storage.get_user("alice")).enrolled
-    done = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[5]})
+    done = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[5], "confirm": "1"})
     assert done.status_code == 303 and done.headers["location"].endswith("notice=disabled")
     assert not (await env.sidecar.parts.storage.get_user("alice")).enrolled
     settings = await browser.get("/_2fa/settings?notice=disabled")
@@ -248,7 +248,7 @@ async def test_post_without_or_with_foreign_csrf_is_refused(env: Env) -> None:
     await other.login("bob")
     foreign, _ = await other.form_token("/_2fa/enroll")
     for token in ("", foreign, "x" * 64):
-        response = await browser.post("/_2fa/disable", {"csrf": token, "code": codes[0]})
+        response = await browser.post("/_2fa/disable", {"csrf": token, "code": codes[0], "confirm": "1"})
         assert response.status_code == 403
     assert (await env.sidecar.parts.storage.get_user("alice")).recovery_left == 20
     assert (await env.sidecar.parts.storage.get_user("alice")).enrolled

@@ -251,3 +251,22 @@ async def test_the_sidecars_own_404_and_405_pages_use_the_layout(env: Env) -> No
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
     assert "<h1>This page cannot do that</h1>" in wrong.text
     assert '/_2fa/static/style.css' in wrong.text
+
+
+async def test_turning_off_asks_for_a_confirmation_and_comes_last(
+        tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, remember_device={"enabled": True, "max_days": 30})
+    async with running_env(config, clock) as env:
+        browser = env.browser()
+        await browser.login("alice")
+        _, codes = await browser.enroll()
+        csrf, page = await browser.form_token("/_2fa/settings")
+        assert page.index('id="new-codes"') < page.index('id="turn-off"')
+        assert 'name="confirm" value="1" required' in page
+        unticked = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[0]})
+        assert unticked.status_code == 400 and "Tick the box to confirm" in unticked.text
+        assert (await env.sidecar.parts.accounts.user("alice")).enrolled
+        done = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[0],
+                                                    "confirm": "1"})
+        assert done.status_code == 303  # the same code still works: nothing was compared
+        assert not (await env.sidecar.parts.accounts.user("alice")).enrolled
