@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -226,6 +227,43 @@ def test_everything_works_without_javascript(chromium: Browser, stack: Stack) ->
         expect_app(page, "bob")
     except BaseException:
         screenshot(page, "last-test_everything_works_without_javascript")
+        raise
+    finally:
+        context.close()
+
+
+def test_a_lockout_disables_the_form_and_shows_the_local_time(chromium: Browser,
+                                                              stack: Stack) -> None:
+    """Wrong codes up to the lockout, in a browser in Tokyo: attempts left, then the form
+    disabled, the time left in words and the end in the reader's own time zone."""
+    context = new_context(chromium, stack.base, timezone_id="Asia/Tokyo", locale="en-GB")
+    page = context.new_page()
+    try:
+        sign_in(page, "carol")
+        page.goto("/_2fa/enroll")
+        page.locator("details.manual summary").click()
+        secret = page.locator("#secret-key").inner_text().replace(" ", "")
+        page.get_by_label("Authentication code").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Verify").click()
+        page.get_by_label("I have saved these codes").check()
+        page.get_by_role("button", name="Complete").click()
+        sign_out(page)
+        sign_in(page, "carol")
+        for attempt in range(1, 6):
+            page.get_by_label("Authentication code").fill("000000")
+            page.get_by_role("button", name="Verify").click()
+            page.locator(".error").wait_for()
+            if attempt == 3:
+                assert "2 attempts left before a lockout." in page.locator(".error").inner_text()
+        assert "Try again in 15 minutes" in page.locator(".error").inner_text()
+        assert page.get_by_role("button", name="Verify").is_disabled()
+        shown = page.locator("time.local-time")
+        moment = datetime.fromisoformat((shown.get_attribute("datetime") or "").replace("Z", "+00:00"))
+        tokyo = moment.astimezone(timezone(timedelta(hours=9)))
+        text = re.sub(r"\s*[AP]M$", "", shown.inner_text())  # the page's language picks 12/24 h
+        assert text in (tokyo.strftime("%H:%M"), tokyo.strftime("%I:%M").lstrip("0")), text
+    except BaseException:
+        screenshot(page, "last-test_a_lockout_disables_the_form_and_shows_the_local_time")
         raise
     finally:
         context.close()
