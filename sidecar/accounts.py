@@ -32,7 +32,8 @@ STATE_CACHE_LIMIT = 100_000
 
 class Check(enum.Enum):
     OK = "ok"
-    INVALID = "invalid"  # wrong, malformed, replayed or already-used code
+    INVALID = "invalid"  # wrong or malformed code, or an already-used recovery code
+    REPLAYED = "replayed"  # a right TOTP code that was used already (wait for the next one)
     LOCKED = "locked"  # too many failures; try again later
     NOT_ENROLLED = "not_enrolled"
 
@@ -43,6 +44,7 @@ class CheckResult:
     used_recovery: bool = False
     locked_until: int = 0
     recovery_left: int = 0
+    failures: int = 0  # a failed check: the user's failures in the window, this one included
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +178,9 @@ class Accounts:
         if attempt.failure_id is None:
             return self._refused(attempt, scope, now)
         result = await self._verify(user, text, allow_recovery, now)
-        if result is None:
-            return await self._failed(user_id, client, now, attempt, scope)
+        if result is None or result.check is Check.REPLAYED:
+            return await self._failed(user_id, client, now, attempt, scope,
+                                      replayed=result is not None)
         await self.throttle.passed(user_id, scope, attempt)
         if result.used_recovery:
             await self.audit("recovery_code_used", user_id, client, remaining=result.recovery_left)
@@ -187,13 +190,20 @@ class Accounts:
 
     async def _verify(self, user: UserState, text: str, allow_recovery: bool,
                       now: int) -> CheckResult | None:
-        """OK when ``text`` is a current, unused TOTP code or an unused recovery code (now used)."""
+        """OK when ``text`` is a current, unused TOTP code or an unused recovery code (now used);
+        REPLAYED when it is a current TOTP code that was used already; None otherwise."""
         digits = totp.parse_code(text, self.params.digits)
         if digits is not None and user.secret is not None:
             secret = self.box.open(user.user_id, user.secret)
-            step = totp.match_step(secret, digits, now, self.params, after_step=user.last_step)
+            step = totp.match_step(secret, digits, now, self.params)  # one comparison per guess
+            if step is not None and step <= user.last_step:  # used, unless a later step shares it
+                step = totp.match_step(secret, digits, now, self.params, after_step=user.last_step)
+                if step is None:
+                    return CheckResult(Check.REPLAYED)
             if step is not None and await self.storage.use_step(user.user_id, user.secret, step):
                 return CheckResult(Check.OK, recovery_left=user.recovery_left)
+            if step is not None:  # another request used it first
+                return CheckResult(Check.REPLAYED)
         elif allow_recovery and (normalized := recovery.normalize(text)) is not None:
             digest = recovery.code_hash(self.config.hash_key, user.user_id, normalized)
             if await self.storage.use_recovery_code(user.user_id, digest, now):
@@ -206,9 +216,12 @@ class Accounts:
         return CheckResult(Check.LOCKED, locked_until=self.throttle.refused_until(attempt, scope, now))
 
     async def _failed(self, user_id: str, client: str, now: int, attempt: Attempt,
-                      scope: Scope) -> CheckResult:
+                      scope: Scope, replayed: bool = False) -> CheckResult:
+        """A failed check (a replayed code counts as one too): LOCKED when it locks."""
         until = await self.throttle.failed(user_id, client, now, attempt, scope)
-        return CheckResult(Check.LOCKED, locked_until=until) if until else CheckResult(Check.INVALID)
+        if until:
+            return CheckResult(Check.LOCKED, locked_until=until, failures=attempt.by_user)
+        return CheckResult(Check.REPLAYED if replayed else Check.INVALID, failures=attempt.by_user)
 
     async def disable(self, user_id: str, actor: str = "user", client: str = "") -> bool:
         changed = await self.storage.disable(user_id)

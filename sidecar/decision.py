@@ -52,14 +52,14 @@ class Decision:
     and lets ``policy.decide`` answer."""
 
     def __init__(self, config: Config, resolver: Resolver, accounts: Accounts, passes: Passes,
-                 devices: Devices | None, clock: Clock) -> None:
+                 devices: Devices | None, clock: Clock, policy: Policy | None = None) -> None:
         self.config = config
         self.resolver = resolver
         self.accounts = accounts
         self.passes = passes
         self.devices = devices
         self.clock = clock
-        self.policy = Policy(config.rules, config.default_level, config.prefix)
+        self.policy = policy or Policy(config.rules, config.default_level, config.prefix)
 
     # -- who is logged in ---------------------------------------------------------------
     async def resolve(self, reading: Reading, method: str = "GET") -> Resolved:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sidecar.accounts import Accounts
 from sidecar.config import Config, PostgresConfig
 from sidecar.core.clock import Clock, wall
 from sidecar.core.forwarded import TrustedProxies
+from sidecar.core.policy import Level, Policy, Rule, exact_path_rule
 from sidecar.core.request import ENROLL_COOKIE, RESET_COOKIES, Door
 from sidecar.decision import Decision
 from sidecar.devices import Devices
@@ -61,6 +63,24 @@ def make_door(config: Config) -> Door:
                 TrustedProxies(config.server.trusted_proxies).trusted)
 
 
+def implicit_rules(config: Config) -> tuple[tuple[str, str, Rule], ...]:
+    """The rules the sidecar adds, each with the key and URL it comes from: the app's login
+    and logout pages are reachable without a code (a login at ``/`` adds none: that is the app)."""
+    found: list[tuple[str, str, Rule]] = []
+    for key, url in (("primary.login_url", config.primary.login_url),
+                     ("primary.logout_url", config.primary.logout_url)):
+        parts = urlsplit(url)
+        if parts.path.rstrip("/"):
+            found.append((key, url, exact_path_rule(Level.BYPASS, parts.path, parts.hostname or "")))
+    return tuple(found)
+
+
+def make_policy(config: Config) -> Policy:
+    """The operator's rules, the default level, the sidecar's prefix, and the implicit rules."""
+    return Policy(config.rules, config.default_level, config.prefix,
+                  tuple(rule for _, _, rule in implicit_rules(config)))
+
+
 @dataclass(frozen=True, slots=True)
 class Parts:
     """The parts of one running sidecar, each made once by ``build_parts``."""
@@ -104,6 +124,6 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
     remember = config.remember_device
     devices = (Devices(storage, config.signing_keys, remember.max_days) if remember.enabled
                else None)
-    decision = Decision(config, resolver, accounts, passes, devices, clock)
+    decision = Decision(config, resolver, accounts, passes, devices, clock, make_policy(config))
     return Parts(config, clock, storage, resolver, metrics, notifier, accounts, passes, devices,
                  make_door(config), decision)

@@ -22,7 +22,7 @@ from sidecar.cli.common import config_path, load
 from sidecar.config import Config, SQLiteConfig, config_warnings
 from sidecar.errors import StorageUnavailable
 from sidecar.storage import SQLiteStorage
-from sidecar.wiring import describe_storage, make_storage
+from sidecar.wiring import describe_storage, implicit_rules, make_storage
 
 GRACEFUL_SECONDS = 10  # in-flight requests get this long to finish on SIGTERM
 log = logging.getLogger("sidecar.cli")
@@ -34,6 +34,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = load(path)
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
+    for key, url, _rule in implicit_rules(config):
+        print(f"implicit rule: bypass {url} (from {key}; that path exactly; a deny rule still wins)")
     print(f"{path}: OK")
     return 0
 

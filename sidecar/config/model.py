@@ -45,6 +45,8 @@ class IntrospectConfig:
 class PrimaryConfig:
     resolver: str = _default("primary.resolver")
     session_cookies: tuple[str, ...] = _default("primary.session_cookies")
+    login_url: str = _default("primary.login_url")
+    logout_url: str = _default("primary.logout_url")
     header: HeaderResolverConfig = field(default_factory=HeaderResolverConfig)
     introspect: IntrospectConfig = field(default_factory=IntrospectConfig)
 

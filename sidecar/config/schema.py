@@ -51,6 +51,8 @@ LOOPBACK_PROXIES: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"),
                                          ipaddress.ip_network("::1/128"))
 _NAME = r"[A-Za-z0-9_\-]+"
 _NAME_MESSAGE = "may only contain letters, digits, _ and -"
+_PAGE = Text(r"(/[^\s]*)?|https?://[^\s/]+(/[^\s]*)?",
+             "must be a path starting with / or an http(s) URL")
 _PATHS = Texts(pattern=r"(?s)/.*", message="{item} must start with /")
 
 
@@ -115,6 +117,14 @@ SCHEMA: tuple[Key | Section, ...] = (
        "carrying one of them twice (or under a name apps fold into it) is refused as "
        "ambiguous. Empty = all cookies but the sidecar's (re-asks when any cookie changes; "
        "any cookie given twice is refused)"),
+    _k("primary.login_url", "/", _PAGE,
+       "the app's login page (a path or URL): where \"Not you? Sign out\" sends the user when "
+       "`primary.logout_url` is empty. A path other than `/` is reachable without a code (an "
+       "implicit `bypass` rule that `check-config` prints; an operator's `deny` still wins)"),
+    _k("primary.logout_url", "", _PAGE,
+       "the app's link-style logout (a path or URL answering GET), where \"Not you? Sign out\" "
+       "sends the user after expiring the session cookies; reachable without a code like "
+       "`primary.login_url`. Empty = go to `primary.login_url`"),
     Section("primary.introspect", "the `introspect` resolver"),
     _k("primary.introspect.url", "", Url(),
        "the app's \"who am I\" URL, called with the request's cookies (or Authorization); "

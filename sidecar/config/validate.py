@@ -83,7 +83,9 @@ def _primary(r: Reader, data: dict[str, Any], server: ServerConfig) -> PrimaryCo
         r.problem("server.trusted_proxies", f"{everyone} trusts every address: with primary.resolver"
                   f" header any client could send {header.user}: <someone> and be that user;"
                   " name only your proxies' addresses")
-    return PrimaryConfig(resolver, r.value(p, "primary.session_cookies"), header, introspect)
+    return PrimaryConfig(resolver, r.value(p, "primary.session_cookies"),
+                         r.value(p, "primary.login_url"), r.value(p, "primary.logout_url"),
+                         header, introspect)
 
 
 def _simple(r: Reader, data: dict[str, Any], path: str, kind: type[Any]) -> Any:

@@ -185,6 +185,9 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     default: Level = Level.OPTIONAL
     own_prefix: str = ""
+    #: Rules the sidecar adds (the app's login and logout pages: ``bypass``). One that matches
+    #: replaces the operator's first match, unless that is ``deny``: never weaker than a deny.
+    implicit: tuple[Rule, ...] = ()
 
     def rule_for(self, target: Target, subject: Subject) -> Rule:
         """The strictest of the rules that the target's path and its variants match.
@@ -209,10 +212,19 @@ class Policy:
         if self.own_prefix and _inside(self.own_prefix, variant):
             return BYPASS_RULE
         at = Target(target.host, variant.path, target.method)
-        for rule in self.rules:
-            if rule_matches(rule, at, subject, variant.folded):
-                return rule
-        return Rule(self.default)
+        found = next((rule for rule in self.rules if rule_matches(rule, at, subject, variant.folded)),
+                     Rule(self.default))
+        if found.level is Level.DENY:
+            return found
+        return next((rule for rule in self.implicit
+                     if rule_matches(rule, at, subject, variant.folded)), found)
+
+
+def exact_path_rule(level: Level, path: str, host: str = "") -> Rule:
+    """A rule for one path exactly (and with a trailing slash), on ``host`` when given."""
+    trimmed = path.rstrip("/") or "/"
+    pattern = re.compile("^" + re.escape(trimmed) + ("/?$" if trimmed != "/" else "$"))
+    return Rule(level, hosts=(host.lower(),) if host else (), path_regex=pattern)
 
 
 def code_is_recent(rule: Rule, code_at: int, now: float) -> bool:

@@ -25,6 +25,7 @@ from sidecar.web.i18n import LanguageMiddleware
 from sidecar.web.i18n import gettext as _
 from sidecar.web.pages import Pages
 from sidecar.web.reset import ResetGate
+from sidecar.web.signout import SignOutPage
 from sidecar.wiring import Parts, build_parts
 
 log = logging.getLogger("sidecar")
@@ -43,9 +44,10 @@ class SidecarApp:
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                     Route("/metrics", self.metrics), *pages.routes(),
-                    *EnrollPage(pages).routes(),
+                    *EnrollPage(pages).routes(), *SignOutPage(pages).routes(),
                     *(self.reset.routes() if self.reset else [])],
-            exception_handlers={Unavailable: self.unavailable,
+            exception_handlers={404: self.not_found, 405: self.not_allowed,
+                                Unavailable: self.unavailable,
                                 Ambiguous: self.ambiguous,
                                 BadForwardedRequest: self.bad_request},
             lifespan=self.lifespan,
@@ -108,6 +110,18 @@ class SidecarApp:
         log.warning("bad page request: %s", exc)
         return self.message(request, 400, _("Bad request"),
                             _("The address of this request could not be read."))
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.message(request, 404, _("Page not found"),
+                            _("There is no page at this address. Check the link, or go back to "
+                              "the app."))
+
+    async def not_allowed(self, request: Request, exc: Exception) -> Response:
+        response = self.message(request, 405, _("This page cannot do that"),
+                                _("The page was opened in a way it does not support. Go back and "
+                                  "try again from the page itself."))
+        response.headers.update(getattr(exc, "headers", None) or {})  # Allow
+        return response
 
     def message(self, request: Request, status: int, title: str, text: str) -> Response:
         return self.pages.templates.TemplateResponse(

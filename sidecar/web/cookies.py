@@ -60,3 +60,18 @@ class Cookies:
 
     def clear_reset_grant(self, scheme: str) -> str:
         return cookie_line(RESET_GRANT_COOKIE, "", 0, self.secure(scheme))
+
+    def sign_out_lines(self, scheme: str) -> list[str]:
+        """Set-Cookie lines that end the sidecar's cookies and the app's session cookies
+        (``primary.session_cookies``, on ``Path=/``) in this browser."""
+        secure = self.secure(scheme)
+        config = self.config
+        lines = [self.clear_pass(scheme), self.clear_reset_grant(scheme),
+                 cookie_line(config.remember_device.cookie_name, "", 0, secure),
+                 cookie_line(ENROLL_COOKIE, "", 0, secure, path=f"{config.prefix}/enroll",
+                             same_site="Strict")]
+        own = {config.cookie.name, config.remember_device.cookie_name, ENROLL_COOKIE,
+               RESET_GRANT_COOKIE}
+        lines += [cookie_line(name, "", 0, secure) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+                  for name in config.primary.session_cookies if name not in own]
+        return lines

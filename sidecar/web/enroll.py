@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sidecar.accounts import Check
-from sidecar.core import totp
+from sidecar.core import policy, totp
 from sidecar.core.request import ENROLL_COOKIE
 from sidecar.web.i18n import gettext as _
 from sidecar.web.render import Visit
@@ -75,7 +75,10 @@ class EnrollPage:
         qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, omitsize=True, dark="#111",
                                                    light="#fff",
                                                    title=_("QR code for your authenticator app"))
+        required = bool(rd) and (await parts.decision.evaluate(
+            visit.reading, pages.target(visit, rd), visit.resolved)).outcome is policy.Outcome.ENROLL
         response = pages.render(visit, "enroll.html", status, qr=qr, account=visit.account,
+                                required=required, uri=uri,
                                 key=totp.grouped(secret), error=error, rd=rd,
                                 period=parts.config.totp.period, digits=parts.config.totp.digits)
         if nonce:

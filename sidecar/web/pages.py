@@ -10,6 +10,7 @@ token bound to the user and the primary session, comes from the same site (``Ori
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -28,7 +29,16 @@ from sidecar.errors import Ambiguous
 from sidecar.web.cookies import Cookies
 from sidecar.web.i18n import gettext as _
 from sidecar.web.i18n import lazy_gettext as _l
-from sidecar.web.render import Visit, lockout_message, make_templates, templates_dir, when
+from sidecar.web.render import (
+    Visit,
+    attempts_left,
+    lockout_message,
+    lockout_words,
+    make_templates,
+    moment,
+    templates_dir,
+    when,
+)
 from sidecar.wiring import Parts
 
 LOW_RECOVERY_CODES = 3
@@ -40,6 +50,11 @@ NOTICES = {
     "codes": _l("New recovery codes are ready. The old ones no longer work."),
     "devices": _l("Forgotten: those devices will ask for a code again at the next sign-in."),
 }
+
+
+def slug(text: str) -> str:
+    """``My App`` -> ``my-app``: a file name part without spaces."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "totp"
 
 
 class Pages:
@@ -163,9 +178,14 @@ class Pages:
     def check_message(self, result: CheckResult, recovery: bool = False) -> str:
         if result.check is Check.LOCKED:
             return lockout_message(result.locked_until, self.parts.clock())
-        if recovery:
-            return _("That recovery code is not valid or was used already. Check it and try again.")
-        return _("That code is not valid. Check your authenticator app and try again.")
+        if result.check is Check.REPLAYED:
+            text = _("This code was just used. Wait for the next one in your app.")
+        elif recovery:
+            text = _("That recovery code is not valid or was used already. Check it and try again.")
+        else:
+            text = _("That code is not valid. Check your authenticator app and try again.")
+        more = attempts_left(result.failures, self.parts.config.throttle.max_failures)
+        return f"{text} {more}" if more else text
 
     # -- pages --------------------------------------------------------------------------
     async def home(self, request: Request) -> Response:
@@ -228,20 +248,25 @@ class Pages:
                 return response
             error = self.check_message(result, recovery=mode == "recovery")
             status = 429 if result.check is Check.LOCKED else 400
-        elif user.locked_until > parts.clock():
-            error = self.check_message(CheckResult(Check.LOCKED, locked_until=user.locked_until))
+            locked_until = result.locked_until if result.check is Check.LOCKED else 0
+        else:
+            locked_until = user.locked_until if user.locked_until > parts.clock() else 0
+        locked = moment(locked_until) if locked_until else None
+        if locked:
+            error = lockout_words(locked_until, parts.clock())
         switch = {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}
         if step_up:
             switch |= {"why": "step_up", "m": method}
         return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
+                           locked=locked,
                            mode=mode, error=error, step_up=step_up, method=method,
+                           step_up_minutes=-(-verdict.rule.step_up // 60),
                            digits=parts.config.totp.digits,
                            remember_days=(parts.config.remember_device.max_days
                                           if parts.devices is not None and not step_up else 0),
                            switch_url=f"{self.prefix}/challenge?" + urlencode(switch))
 
     def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
-        query = {"notice": notice} | ({"rd": rd} if rd else {})
         issued = when(int(self.parts.clock()))
         issuer = self.parts.config.totp.issuer
         text = "\n".join([_("%(issuer)s recovery codes", issuer=issuer),
@@ -250,8 +275,8 @@ class Pages:
                           _("Each code works once. Keep them somewhere safe."), "", *codes, ""])
         return self.render(visit, "recovery_codes.html", codes=codes, account=visit.account,
                            download="data:text/plain;charset=utf-8," + quote(text),
-                           filename=f"{self.parts.config.totp.issuer}-recovery-codes.txt",
-                           complete=f"{self.prefix}/settings?{urlencode(query)}", issued=issued)
+                           filename=f"{slug(issuer)}-recovery-codes.txt", notice=notice, rd=rd,
+                           issued=issued)
 
     async def settings(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -264,8 +289,11 @@ class Pages:
             return self.go(f"{self.prefix}/challenge?{urlencode({'rd': here})}")
         rd = self.rd(visit, query.get("rd"), "")
         low = bool(query.get("low")) and user.enrolled and user.recovery_left <= LOW_RECOVERY_CODES
+        notice = query.get("notice", "")
+        unsaved = notice in ("enabled", "codes") and query.get("saved") != "1" and user.enrolled
         return self.render(visit, "settings.html", user=user, since=when(user.enabled_at),
-                           notice=NOTICES.get(query.get("notice", ""), ""), rd=rd, low=low,
+                           notice="" if unsaved else NOTICES.get(notice, ""), rd=rd, low=low,
+                           unsaved=unsaved,
                            devices=await self.device_list(visit))
 
     async def device_list(self, visit: Visit) -> list[dict[str, str]]:
@@ -293,8 +321,10 @@ class Pages:
         await self.parts.accounts.audit("devices_forgotten", visit.user, visit.client, count=count)
         return self.go(f"{self.prefix}/settings?notice=devices")
 
-    async def _confirmed(self, visit: Visit) -> tuple[dict[str, str], CheckResult] | Response:
-        """A POST from a verified session whose code checks out, or the response to give."""
+    async def _confirmed(self, visit: Visit,
+                         ticked: str = "") -> tuple[dict[str, str], CheckResult] | Response:
+        """A POST from a verified session whose code checks out, or the response to give;
+        ``ticked``: the form (``disable``) whose confirmation box must be ticked first."""
         if visit.identity is None:
             return self.signed_out(visit)
         fields = await self.form(visit)
@@ -303,13 +333,19 @@ class Pages:
         if not visit.verified:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
+        if ticked and fields.get("confirm") != "1":  # nothing compared, no code used
+            user = await self.parts.accounts.user(visit.user)
+            return self.render(visit, "settings.html", 400, user=user, since=when(user.enabled_at),
+                               notice="", rd="", low=False, form_error=ticked,
+                               devices=await self.device_list(visit),
+                               error_text=_("Tick the box to confirm, then try again."))
         result = await self.parts.accounts.check(visit.user, fields.get("code", ""), visit.client)
         self.parts.metrics.checked(result.check.value)
         return fields, result
 
     async def disable(self, request: Request) -> Response:
         visit = await self.visit(request)
-        outcome = await self._confirmed(visit)
+        outcome = await self._confirmed(visit, ticked="disable")
         if isinstance(outcome, Response):
             return outcome
         _, result = outcome

@@ -85,6 +85,31 @@ def lockout_message(locked_until: float, now: float) -> str:
                     "administrator to unlock your account.", minutes, time=moment)
 
 
+def lockout_words(locked_until: float, now: float) -> str:
+    """"Too many attempts. Try again in 14 minutes, …": the time left, in words."""
+    minutes = max(1, -int((now - locked_until) // 60))  # rounded up
+    return ngettext("Too many attempts. Try again in %(num)s minute, or ask your administrator "
+                    "to unlock your account.",
+                    "Too many attempts. Try again in %(num)s minutes, or ask your administrator "
+                    "to unlock your account.", minutes)
+
+
+def moment(timestamp: float) -> dict[str, str]:
+    """A time for a ``<time datetime>`` element: ISO 8601 (the page script shows it in the
+    reader's time zone) and the UTC clock shown without the script."""
+    at = dt.datetime.fromtimestamp(int(timestamp), dt.UTC)
+    return {"iso": at.isoformat().replace("+00:00", "Z"), "text": at.strftime("%H:%M UTC")}
+
+
+def attempts_left(failures: int, max_failures: int) -> str:
+    """From the 3rd failure on: how many attempts are left before a lockout."""
+    left = max_failures - failures
+    if failures < 3 or left < 1:
+        return ""
+    return ngettext("%(num)s attempt left before a lockout.",
+                    "%(num)s attempts left before a lockout.", left)
+
+
 def make_templates(config: Config, brand_css: bool) -> Jinja2Templates:
     """The pages' Jinja environment: translations, and the product's name, logo and contact."""
     templates = Jinja2Templates(directory=str(templates_dir()))

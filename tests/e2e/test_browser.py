@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -132,12 +133,13 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download .txt").click()
     download = download_info.value
-    assert download.suggested_filename == f"{ISSUER}-recovery-codes.txt"
+    assert download.suggested_filename == "e2e-test-recovery-codes.txt"  # no spaces
     text = Path(download.path()).read_text(encoding="utf-8")
     assert re.findall(r"(?m)^[a-z0-9]{5}-[a-z0-9]{5}$", text) == codes
     assert ISSUER in text and "alice@example.com" in text
     assert re.search(r"\b20\d\d-\d\d-\d\d\b", text), text
-    page.get_by_role("link", name="Complete").click()
+    assert page.get_by_label("I have saved these codes").is_checked()  # the download ticked it
+    page.get_by_role("button", name="Complete").click()
     assert urlpath(page) == "/_2fa/settings"
     assert notice(page) == "Two-factor authentication is enabled."
     assert "20 of 20 recovery codes left" in page.locator(".status").inner_text()
@@ -146,6 +148,15 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     page.get_by_role("link", name=re.compile(r"^Back to ")).click()
     expect_app(page, "alice")
     sign_out(page)
+    sign_in(page, "alice")
+    expect_challenge(page, stack)
+    # "Not you? Sign out" really ends the app session: the app's login page, no session left.
+    assert page.locator("input[name=remember]").count() <= 1
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login$"))
+    assert "demo_session" not in {c["name"] for c in page.context.cookies()}
+    page.goto("/")
+    assert not page.get_by_text("Signed in as alice").is_visible()
     sign_in(page, "alice")
     expect_challenge(page, stack)
     code_input = page.get_by_label("Authentication code")
@@ -172,6 +183,7 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     page.get_by_role("link", name="Two-factor authentication settings").click()
     assert "19 of 20 recovery codes left" in page.locator(".status").inner_text()
     page.locator("#disable-code").fill(codes[1])
+    page.get_by_label(re.compile("protected by its password alone")).check()
     page.get_by_role("button", name="Disable").click()
     assert urlpath(page) == "/_2fa/settings"
     assert "turned off" in notice(page)
@@ -185,7 +197,11 @@ def test_everything_works_without_javascript(chromium: Browser, stack: Stack) ->
     page = context.new_page()
     try:
         sign_in(page, "bob")
-        page.goto("/_2fa/enroll")
+        page.goto("/reports")  # a required page: set-up says why, and offers a way out
+        assert urlpath(page) == "/_2fa/enroll"
+        assert page.get_by_text("Your administrator requires two-factor authentication for this "
+                                "account.").is_visible()
+        assert page.get_by_role("button", name="Sign out").is_visible()
         assert not page.get_by_role("button", name="Copy key").is_visible()
         page.locator("details.manual summary").click()
         secret = page.locator("#secret-key").inner_text().replace(" ", "")
@@ -195,7 +211,10 @@ def test_everything_works_without_javascript(chromium: Browser, stack: Stack) ->
         assert page.get_by_role("link", name="Download .txt").is_visible()
         for name in ("Copy", "Print"):  # JavaScript conveniences, hidden without it
             assert not page.get_by_role("button", name=name).is_visible()
-        page.get_by_role("link", name="Complete").click()
+        page.get_by_role("button", name="Complete").click()  # refused until the box is ticked
+        assert page.locator("#recovery-codes").is_visible()
+        page.get_by_label("I have saved these codes").check()
+        page.get_by_role("button", name="Complete").click()
         assert notice(page) == "Two-factor authentication is enabled."
 
         page.goto("/")
@@ -208,6 +227,43 @@ def test_everything_works_without_javascript(chromium: Browser, stack: Stack) ->
         expect_app(page, "bob")
     except BaseException:
         screenshot(page, "last-test_everything_works_without_javascript")
+        raise
+    finally:
+        context.close()
+
+
+def test_a_lockout_disables_the_form_and_shows_the_local_time(chromium: Browser,
+                                                              stack: Stack) -> None:
+    """Wrong codes up to the lockout, in a browser in Tokyo: attempts left, then the form
+    disabled, the time left in words and the end in the reader's own time zone."""
+    context = new_context(chromium, stack.base, timezone_id="Asia/Tokyo", locale="en-GB")
+    page = context.new_page()
+    try:
+        sign_in(page, "carol")
+        page.goto("/_2fa/enroll")
+        page.locator("details.manual summary").click()
+        secret = page.locator("#secret-key").inner_text().replace(" ", "")
+        page.get_by_label("Authentication code").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Verify").click()
+        page.get_by_label("I have saved these codes").check()
+        page.get_by_role("button", name="Complete").click()
+        sign_out(page)
+        sign_in(page, "carol")
+        for attempt in range(1, 6):
+            page.get_by_label("Authentication code").fill("000000")
+            page.get_by_role("button", name="Verify").click()
+            page.locator(".error").wait_for()
+            if attempt == 3:
+                assert "2 attempts left before a lockout." in page.locator(".error").inner_text()
+        assert "Try again in 15 minutes" in page.locator(".error").inner_text()
+        assert page.get_by_role("button", name="Verify").is_disabled()
+        shown = page.locator("time.local-time")
+        moment = datetime.fromisoformat((shown.get_attribute("datetime") or "").replace("Z", "+00:00"))
+        tokyo = moment.astimezone(timezone(timedelta(hours=9)))
+        text = re.sub(r"\s*[AP]M$", "", shown.inner_text())  # the page's language picks 12/24 h
+        assert text in (tokyo.strftime("%H:%M"), tokyo.strftime("%I:%M").lstrip("0")), text
+    except BaseException:
+        screenshot(page, "last-test_a_lockout_disables_the_form_and_shows_the_local_time")
         raise
     finally:
         context.close()

@@ -341,13 +341,14 @@ def test_cross_site_disable_is_refused(own_stack: Stack) -> None:
         for foreign in ({"Origin": "http://evil.test"},
                         {"Sec-Fetch-Site": "cross-site"},
                         {"Origin": "http://evil.test", "Sec-Fetch-Site": "cross-site"}):
-            r = browser.post("/_2fa/disable", data={"csrf": csrf, "code": code}, headers=foreign)
+            r = browser.post("/_2fa/disable", data={"csrf": csrf, "code": code, "confirm": "1"},
+                             headers=foreign)
             assert r.status_code == 403, f"{foreign}: {r.status_code} {r.headers.get('location')}"
             assert not any(c.startswith(f"{PASS_COOKIE}=")
                            for c in r.headers.get_list("set-cookie"))
         # the same form from the same origin reaches the code check (a wrong code: 400, not 403)
         same = {"Origin": stack.base, "Sec-Fetch-Site": "same-origin"}
-        r = browser.post("/_2fa/disable", data={"csrf": csrf, "code": fresh_wrong_code(key)},
+        r = browser.post("/_2fa/disable", data={"csrf": csrf, "code": fresh_wrong_code(key), "confirm": "1"},
                          headers=same)
         assert r.status_code == 400, r.status_code
     # 2FA is still on: a new carol session is challenged

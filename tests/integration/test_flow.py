@@ -79,7 +79,7 @@ async def test_full_flow_enroll_logout_challenge(env: Env) -> None:
     allowed = await browser.auth("/reports")
     assert allowed.status_code == 200 and allowed.headers["remote-user"] == "alice"
 
-    settings = await browser.get("/_2fa/settings?notice=enabled")
+    settings = await browser.get("/_2fa/settings?notice=enabled&saved=1")
     assert "Two-factor authentication is enabled." in settings.text
     assert "20 of 20 recovery codes left" in settings.text
 
@@ -208,10 +208,10 @@ async def test_disable_needs_a_code_and_ends_every_cookie(env: Env) -> None:
     laptop_cookie = browser.cookies["totp_sidecar"]
     csrf, page = await browser.form_token("/_2fa/settings")
     assert "Disable" in page
-    wrong = await browser.post("/_2fa/disable", {"csrf": csrf, "code": "123456"})
+    wrong = await browser.post("/_2fa/disable", {"csrf": csrf, "code": "123456", "confirm": "1"})
     assert wrong.status_code == 400
     assert (await env.sidecar.parts.storage.get_user("alice")).enrolled
-    done = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[5]})
+    done = await browser.post("/_2fa/disable", {"csrf": csrf, "code": codes[5], "confirm": "1"})
     assert done.status_code == 303 and done.headers["location"].endswith("notice=disabled")
     assert not (await env.sidecar.parts.storage.get_user("alice")).enrolled
     settings = await browser.get("/_2fa/settings?notice=disabled")
@@ -248,7 +248,7 @@ async def test_post_without_or_with_foreign_csrf_is_refused(env: Env) -> None:
     await other.login("bob")
     foreign, _ = await other.form_token("/_2fa/enroll")
     for token in ("", foreign, "x" * 64):
-        response = await browser.post("/_2fa/disable", {"csrf": token, "code": codes[0]})
+        response = await browser.post("/_2fa/disable", {"csrf": token, "code": codes[0], "confirm": "1"})
         assert response.status_code == 403
     assert (await env.sidecar.parts.storage.get_user("alice")).recovery_left == 20
     assert (await env.sidecar.parts.storage.get_user("alice")).enrolled
@@ -276,7 +276,8 @@ async def test_throttle_locks_after_repeated_failures(env: Env) -> None:
     env.clock.advance(30)
     locked = await browser.challenge(env.code(secret))
     assert locked.status_code == 429
-    assert "Try again in 15 minutes (after 08:15 UTC)" in locked.text  # time left and its end
+    assert "Try again in 15 minutes," in locked.text  # time left, and its end as a <time>
+    assert '<time datetime="2027-01-15T08:15:00Z" class="local-time">08:15 UTC</time>' in locked.text
     env.clock.advance(env.config.throttle.lockout)
     assert (await browser.challenge(env.code(secret))).status_code == 303
 

@@ -388,7 +388,8 @@ class TwoFactorMachine(RuleBasedStateMachine):
         unused = [c for c in account.codes if c not in account.used_codes]
         compared = self.may_try(account)
         csrf, _ = self.run(session.browser.form_token("/_2fa/settings"))
-        response = self.run(session.browser.post("/_2fa/disable", {"csrf": csrf, "code": unused[0]}))
+        response = self.run(session.browser.post("/_2fa/disable", {"csrf": csrf, "code": unused[0],
+                                                                   "confirm": "1"}))
         if not compared:
             assert response.status_code == 429, "a code was compared while the user is throttled"
             return

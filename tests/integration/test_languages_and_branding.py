@@ -62,13 +62,15 @@ async def test_german_error_and_lockout(env: Env) -> None:
         await browser.post("/_2fa/challenge", {"csrf": csrf, "code": "000000", "rd": "/"})
     env.clock.advance(60 * 5 + 1)
     locked = await browser.get("/_2fa/challenge?rd=/", **GERMAN)
-    assert "Zu viele Versuche. Versuchen Sie es in 10 Minuten erneut (ab 08:15 UTC)" in locked.text
+    assert "Zu viele Versuche. Versuchen Sie es in 10 Minuten erneut" in locked.text
+    assert 'ab <time datetime="2027-01-15T08:15:00Z" class="local-time">08:15 UTC</time>' in locked.text
     english = await browser.get("/_2fa/challenge?rd=/")
-    assert "Too many attempts. Try again in 10 minutes (after 08:15 UTC)" in english.text
+    assert "Too many attempts. Try again in 10 minutes, or ask" in english.text
+    assert 'after <time datetime="2027-01-15T08:15:00Z"' in english.text
     assert "<strong>Error:</strong> Too many attempts." in english.text
     env.clock.advance(60 * 9 + 30)
     last = await browser.get("/_2fa/challenge?rd=/")
-    assert "Try again in 1 minute (after 08:15 UTC)" in last.text  # singular, rounded up
+    assert "Try again in 1 minute," in last.text  # singular, rounded up
 
 
 async def test_german_enroll_page_and_recovery_codes(env: Env) -> None:
@@ -103,7 +105,7 @@ async def test_german_settings_page(env: Env) -> None:
     assert '<span class="badge">Aus</span>' in off.text
     assert ">Zwei-Faktor-Authentifizierung aktivieren</a>" in off.text
     await browser.enroll()
-    on = await browser.get("/_2fa/settings?notice=enabled", **GERMAN)
+    on = await browser.get("/_2fa/settings?notice=enabled&saved=1", **GERMAN)
     assert '<p class="notice" role="status">Die Zwei-Faktor-Authentifizierung ist aktiviert.</p>' \
         in on.text
     assert "Noch 20 von 20 Wiederherstellungscodes übrig." in on.text

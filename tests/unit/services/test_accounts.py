@@ -38,7 +38,10 @@ async def test_a_code_is_accepted_once(accounts: Accounts, clock: FakeClock) -> 
     clock.advance(30)
     code = totp.code_at(secret, clock())
     assert (await accounts.check("alice", code, "c")).check is Check.OK
-    assert (await accounts.check("alice", code, "c")).check is Check.INVALID
+    again = await accounts.check("alice", code, "c")  # told apart from a wrong code, and a failure
+    assert again.check is Check.REPLAYED and again.failures == 1
+    wrong = await accounts.check("alice", "000000" if code != "000000" else "111111", "c")
+    assert wrong.check is Check.INVALID and wrong.failures == 2
 
 
 async def test_a_recovery_code_is_accepted_once(accounts: Accounts, clock: FakeClock) -> None:
