@@ -144,6 +144,16 @@ class Browser:
         csrf, _ = await self.form_token(f"/_2fa/challenge?rd={rd}")
         return await self.post("/_2fa/challenge", {"csrf": csrf, "code": code, "rd": rd})
 
+    async def sign_in_and_remember(self, user: str, secret: str) -> None:
+        """Sign out of the app and in again as ``user``, then pass the next code with
+        "remember this device" ticked."""
+        await self.logout()
+        await self.login(user)
+        csrf, _ = await self.form_token("/_2fa/challenge?rd=/")
+        self.env.clock.advance(30)
+        await self.post("/_2fa/challenge", {"csrf": csrf, "code": self.env.code(secret), "rd": "/",
+                                            "remember": "1"})
+
 
 @dataclass
 class Env:
@@ -156,6 +166,16 @@ class Env:
 
     def browser(self) -> Browser:
         return Browser(self)
+
+    async def victim_and_attacker(self) -> tuple[Browser, Browser]:
+        """alice and bob, each logged in with 2FA on and passed in their own browser."""
+        browsers = []
+        for user in ("alice", "bob"):
+            browser = self.browser()
+            await browser.login(user)
+            await browser.enroll()
+            browsers.append(browser)
+        return browsers[0], browsers[1]
 
     def code(self, secret: str, offset_steps: int = 0) -> str:
         return pyotp.TOTP(secret).at(int(self.clock()) + 30 * offset_steps)

@@ -94,12 +94,7 @@ async def test_2fa_cookie_passes_only_for_the_sessions_current_user(tmp_path: Pa
     as alice's session. bob's 2FA cookie was still believed: 200 Remote-User bob while the
     app acts as alice. It must challenge alice."""
     async with running(make_config(tmp_path, primary=introspect()), clock) as env:
-        victim = env.browser()
-        await victim.login("alice")
-        await victim.enroll()
-        attacker = env.browser()
-        await attacker.login("bob")
-        await attacker.enroll()
+        victim, attacker = await env.victim_and_attacker()
         before = await attacker.auth("/before")
         assert before.status_code == 200 and before.headers["remote-user"] == "bob"
         token = attacker.cookies["demo_session"]

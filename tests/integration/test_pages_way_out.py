@@ -131,12 +131,7 @@ async def test_step_up_page_says_confirm_access_and_why(tmp_path: Path, clock: F
         browser = env.browser()
         await browser.login("alice")
         secret, _ = await browser.enroll()
-        await browser.logout()
-        await browser.login("alice")
-        csrf, _ = await browser.form_token("/_2fa/challenge?rd=/")
-        clock.advance(30)
-        await browser.post("/_2fa/challenge", {"csrf": csrf, "code": env.code(secret), "rd": "/",
-                                               "remember": "1"})
+        await browser.sign_in_and_remember("alice", secret)
         await browser.logout()
         await browser.login("alice")  # in through the remembered device: no code typed
         browser.keep(await browser.auth("/reports"))

@@ -147,12 +147,7 @@ async def test_disable_forgets_every_device(tmp_path: Path, clock: FakeClock) ->
         browser = env.browser()
         await browser.login("alice")
         secret, codes = await browser.enroll()
-        await browser.logout()
-        await browser.login("alice")
-        csrf, _ = await browser.form_token("/_2fa/challenge?rd=/")
-        clock.advance(30)
-        await browser.post("/_2fa/challenge", {"csrf": csrf, "code": env.code(secret), "rd": "/",
-                                               "remember": "1"})
+        await browser.sign_in_and_remember("alice", secret)
         device = browser.cookies["totp_sidecar_device"]
         await env.sidecar.parts.accounts.disable("alice", actor="admin")
         await browser.enroll()  # on again, with a new secret

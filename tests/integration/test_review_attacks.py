@@ -199,12 +199,7 @@ async def test_cached_whoami_answer_does_not_let_bobs_pass_serve_alice(tmp_path:
     credential and keeps none for ``cache_seconds``, so the next request asks the app: 401
     challenge. (A login by GET into a kept session id needs ``cache_seconds: 0``: README.)"""
     async with running(make_config(tmp_path), clock) as env:  # the default 5 s who-am-I cache
-        victim = env.browser()
-        await victim.login("alice")
-        await victim.enroll()
-        attacker = env.browser()
-        await attacker.login("bob")
-        await attacker.enroll()
+        victim, attacker = await env.victim_and_attacker()
         before = await attacker.auth("/before")
         assert before.status_code == 200 and before.headers["remote-user"] == "bob"
         # the attacker logs in as alice in the same browser; the app keeps the session id. The

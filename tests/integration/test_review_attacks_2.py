@@ -106,12 +106,7 @@ async def test_answer_cache_does_not_replay_bobs_200_after_a_login_as_alice(
     Safe: a request with an unsafe method also drops the cached answers of its credential (or
     a hit is re-checked against the resolver): the GET after the login is a 401 challenge."""
     async with running_env(make_config(tmp_path), clock) as env:
-        victim = env.browser()
-        await victim.login("alice")
-        await victim.enroll()
-        attacker = env.browser()
-        await attacker.login("bob")
-        await attacker.enroll()
+        victim, attacker = await env.victim_and_attacker()
         before = await attacker.auth("/")
         assert before.status_code == 200 and before.headers["remote-user"] == "bob"
         login = await attacker.auth("/login", method="POST")  # through auth_request as well
