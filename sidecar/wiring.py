@@ -18,7 +18,7 @@ from sidecar.config import Config, PostgresConfig
 from sidecar.core.clock import Clock, wall
 from sidecar.core.forwarded import TrustedProxies
 from sidecar.core.policy import Level, Policy, Rule, exact_path_rule
-from sidecar.core.request import ENROLL_COOKIE, RESET_COOKIES, Door
+from sidecar.core.request import CODES_COOKIE, ENROLL_COOKIE, RESET_COOKIES, Door
 from sidecar.decision import Decision
 from sidecar.devices import Devices
 from sidecar.metrics import Metrics
@@ -56,7 +56,8 @@ def make_resolver(config: Config, metrics: Metrics | None = None) -> Resolver:
 def make_door(config: Config) -> Door:
     """How requests are read: which cookies and headers matter, which peers are believed."""
     names = config.primary.header
-    own = (config.cookie.name, config.remember_device.cookie_name, ENROLL_COOKIE, *RESET_COOKIES)
+    own = (config.cookie.name, config.remember_device.cookie_name, ENROLL_COOKIE, CODES_COOKIE,
+           *RESET_COOKIES)
     return Door(own, config.primary.session_cookies,
                 (names.user, names.email, names.name, names.groups)
                 if config.primary.resolver == "header" else None,

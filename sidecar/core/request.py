@@ -53,6 +53,8 @@ RESET_GRANT_COOKIE = "totp_sidecar_reset_grant"
 RESET_COOKIES = (RESET_NONCE_COOKIE, RESET_GRANT_COOKIE)
 #: Binds set-up to a browser when the app session has no cookie (an authenticator that sets none).
 ENROLL_COOKIE = "totp_sidecar_enroll"
+#: Carries new recovery codes (sealed) from the POST that made them to the page that shows them.
+CODES_COOKIE = "totp_sidecar_codes"
 #: Methods that never log anyone in: any other may give the app session to another user.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

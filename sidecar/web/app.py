@@ -18,6 +18,7 @@ from sidecar.config import Config
 from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
 from sidecar.metrics import CONTENT_TYPE
 from sidecar.web.authz import Dialect, ForwardAuth
+from sidecar.web.codes import CodesPage
 from sidecar.web.cookies import Cookies
 from sidecar.web.enroll import EnrollPage
 from sidecar.web.headers import Receive, Scope, SecurityHeaders, Send, content_security_policy
@@ -44,7 +45,8 @@ class SidecarApp:
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                     Route("/metrics", self.metrics), *pages.routes(),
-                    *EnrollPage(pages).routes(), *SignOutPage(pages).routes(),
+                    *EnrollPage(pages).routes(), *CodesPage(pages).routes(),
+                    *SignOutPage(pages).routes(),
                     *(self.reset.routes() if self.reset else [])],
             exception_handlers={404: self.not_found, 405: self.not_allowed,
                                 Unavailable: self.unavailable,

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from sidecar.accounts import Check
 from sidecar.core import policy, totp
 from sidecar.core.request import ENROLL_COOKIE
+from sidecar.web.codes import CodesPage
 from sidecar.web.i18n import gettext as _
 from sidecar.web.render import Visit
 
@@ -63,7 +64,7 @@ class EnrollPage:
                 visit.user, fields.get("code", ""), visit.client, session=session)
             parts.metrics.checked("enroll_" + result.check.value)
             if result.check is Check.OK:
-                response = pages.codes_page(visit, codes, rd, "enabled")
+                response = CodesPage(pages).hand_over(visit, codes, rd, "enabled")
                 response.headers.append("set-cookie", pages.pass_cookie(visit, generation))
                 return response
             error = pages.check_message(result)

@@ -95,7 +95,7 @@ def findings(chromium: Browser, stack: Stack) -> Iterator[Findings]:
         audit(page, source, "settings-on-notice", found)
         page.locator("#disable-code").fill(fresh_wrong_code(key))
         page.locator("input[name=confirm]").check()
-        page.get_by_role("button", name="Disable").click()
+        page.get_by_role("button", name="Turn off two-factor authentication").click()
         page.locator(".error").wait_for()
         audit(page, source, "settings-error", found)
 

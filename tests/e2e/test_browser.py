@@ -184,7 +184,7 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     assert "19 of 20 recovery codes left" in page.locator(".status").inner_text()
     page.locator("#disable-code").fill(codes[1])
     page.get_by_label(re.compile("protected by its password alone")).check()
-    page.get_by_role("button", name="Disable").click()
+    page.get_by_role("button", name="Turn off two-factor authentication").click()
     assert urlpath(page) == "/_2fa/settings"
     assert "turned off" in notice(page)
     assert "Off" in page.locator(".status").inner_text()
