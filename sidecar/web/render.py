@@ -4,6 +4,7 @@ request is (``Visit``), and the words for times and lockouts."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,11 @@ class Visit:
         if self.identity is None:
             return ""
         return self.identity.email or self.identity.user
+
+
+def slug(text: str) -> str:
+    """``My App`` -> ``my-app``: a file name part without spaces."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "totp"
 
 
 def when(timestamp: int | None) -> str:
