@@ -168,6 +168,9 @@ async def test_a_key_of_another_user_is_refused(env: Env) -> None:
     csrf, options = await key_page(alice)
     refused = await answer(alice, csrf, bobs.assert_(options, ORIGIN))
     assert refused.status_code == 400 and not await passes(alice)
+    metrics = env.sidecar.parts.metrics.render().decode()
+    assert 'totp_sidecar_key_checks_total{result="foreign"} 1.0' in metrics
+    assert (await env.sidecar.parts.storage.credentials("bob"))[0].sign_count == 0
 
 
 async def test_tampered_client_data_is_refused(env: Env) -> None:
