@@ -74,7 +74,7 @@
         field.value = answer(credential);
         form.submit();
       }, function () {
-        if (error) error.hidden = false;
+        if (error) { error.hidden = false; error.classList.add("error"); }
       });
     });
   });

@@ -327,3 +327,30 @@ async def test_key_forms_need_their_csrf_token(env: Env) -> None:
                                                    "assertion": key.assert_(options, ORIGIN)},
                                **{"sec-fetch-site": "cross-site"})
     assert cross.status_code == 403 and not await passes(browser)
+
+
+LANGUAGES = {  # "Use your security key", "Security keys and passkeys" in each language
+    "de": ("Sicherheitsschlüssel verwenden", "Sicherheitsschlüssel und Passkeys"),
+    "fr": ("Utiliser votre clé de sécurité", "Clés de sécurité et clés d’accès"),
+    "es": ("Usar tu llave de seguridad", "Llaves de seguridad y llaves de acceso"),
+    "ja": ("セキュリティキーを使う", "セキュリティキーとパスキー"),
+}
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+async def test_the_key_pages_speak_every_language(env: Env, language: str) -> None:
+    browser, key = await with_key(env)
+    button, heading = LANGUAGES[language]
+    prompt = await browser.get("/_2fa/challenge?rd=/", **{"accept-language": language})
+    assert f'lang="{language}"' in prompt.text and button in prompt.text
+    assert "Use your security key" not in prompt.text and "JavaScript" in prompt.text
+    csrf, options = await key_page(browser)
+    refused = await browser.post("/_2fa/challenge", {
+        "csrf": csrf, "rd": "/", "mode": "key",
+        "assertion": key.assert_(options, ORIGIN, rp_id="evil.test")},
+        **{"accept-language": language})
+    assert refused.status_code == 400 and "Your security key's answer" not in refused.text
+    csrf, options = await key_page(browser)
+    await answer(browser, csrf, key.assert_(options, ORIGIN))
+    settings = await browser.get("/_2fa/settings", **{"accept-language": language})
+    assert heading in settings.text and "Security keys and passkeys" not in settings.text
