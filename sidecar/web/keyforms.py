@@ -73,8 +73,8 @@ class KeyForms:
         fields = await self._fields(visit)
         if isinstance(fields, Response):
             return fields
-        await self.passkeys.rename(visit.user, fields.get("key", ""), fields.get("name", ""))
-        return self.pages.go(f"{self.prefix}/settings?notice=key_renamed")
+        renamed = await self.passkeys.rename(visit.user, fields.get("key", ""), fields.get("name", ""))
+        return self.pages.go(f"{self.prefix}/settings" + ("?notice=key_renamed" if renamed else ""))
 
     async def remove(self, request: Request) -> Response:
         """POST: remove a key; the last factor needs a code or recovery code, as turning off."""
@@ -97,8 +97,9 @@ class KeyForms:
                 return await pages.settings_page(visit, status, form_error="key-remove",
                                                  error_text=pages.check_message(result,
                                                                                 recovery=True))
-            if await self.passkeys.remove(visit.user, key, visit.client):
-                return pages.go(f"{self.prefix}/settings?notice=disabled",
-                                pages.cookies.clear_pass(visit.scheme))
-        await self.passkeys.remove(visit.user, key, visit.client)
-        return pages.go(f"{self.prefix}/settings?notice=key_removed")
+            if not await self.passkeys.remove(visit.user, key, visit.client):
+                return pages.go(f"{self.prefix}/settings")
+            return pages.go(f"{self.prefix}/settings?notice=disabled",
+                            pages.cookies.clear_pass(visit.scheme))
+        removed = await self.passkeys.remove(visit.user, key, visit.client)
+        return pages.go(f"{self.prefix}/settings" + ("?notice=key_removed" if removed else ""))

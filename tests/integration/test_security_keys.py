@@ -354,3 +354,19 @@ async def test_the_key_pages_speak_every_language(env: Env, language: str) -> No
     await answer(browser, csrf, key.assert_(options, ORIGIN))
     settings = await browser.get("/_2fa/settings", **{"accept-language": language})
     assert heading in settings.text and "Security keys and passkeys" not in settings.text
+
+
+async def test_keys_of_another_user_cannot_be_renamed_or_removed(env: Env) -> None:
+    alice, key = await with_key(env, "alice")
+    csrf, options = await key_page(alice)
+    await answer(alice, csrf, key.assert_(options, ORIGIN))
+    await with_key(env, "bob")
+    (bobs,) = await env.sidecar.parts.storage.credentials("bob")
+    csrf, _ = await alice.form_token("/_2fa/settings")
+    for action in ("rename", "remove"):
+        done = await alice.post(f"/_2fa/keys/{action}", {"csrf": csrf, "key": bobs.credential_id,
+                                                         "name": "mine", "code": "x", "confirm": "1"})
+        assert done.status_code in (303, 400)
+        assert "notice=key_" not in done.headers.get("location", "")
+    assert await env.sidecar.parts.storage.credentials("bob") == [bobs]
+    assert (await env.sidecar.parts.storage.get_user("bob")).enrolled
