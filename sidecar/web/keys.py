@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sidecar.accounts import Check, CheckResult
+from sidecar.errors import StorageUnavailable
 from sidecar.passkeys import KeyCheck, KeyResult, RelyingParty, relying_party
 from sidecar.storage import UserState
 from sidecar.web.i18n import gettext as _
@@ -98,9 +99,13 @@ class KeyViews:
     # -- settings --------------------------------------------------------------------------------
     async def settings_context(self, visit: Visit, user: UserState) -> dict[str, Any]:
         keys = await self.passkeys.keys(visit.user)
-        may_add = visit.verified or not user.enrolled
-        options = (await self.passkeys.registration_options(
-            visit.user, visit.account, self.session(visit), self.rp(visit)) if may_add else "")
+        options = ""
+        if visit.verified or not user.enrolled:
+            try:  # the page still shows what is read when storage takes no writes
+                options = await self.passkeys.registration_options(
+                    visit.user, visit.account, self.session(visit), self.rp(visit))
+            except StorageUnavailable:
+                self.parts.metrics.storage_error()
         return {"keys": [{"id": k.credential_id, "name": k.name, "added": when(k.created_at),
                           "used": when(k.last_used)} for k in keys],
                 "register_options": options,
