@@ -2,7 +2,8 @@
 // A form with data-webauthn="create" (settings: add a key) or "get" (the challenge) carries the
 // server's options (JSON, base64url fields) in data-options. On submit this script asks the
 // browser for a credential, puts its JSON answer into the form's hidden field and posts the
-// form as usual (with its CSRF token). Without JavaScript the other ways keep working.
+// form as usual (with its CSRF token). Without JavaScript the other ways keep working; a browser
+// without WebAuthn (or a page that is not a secure context) is told so.
 (function () {
   "use strict";
   function bytes(text) {
@@ -59,8 +60,8 @@
     var field = form.querySelector(kind === "create" ? "[name=credential]" : "[name=assertion]");
     var error = form.querySelector("[data-key-error]");
     if (!window.PublicKeyCredential || !navigator.credentials) {
-      Array.prototype.forEach.call(form.querySelectorAll(".js-only"), function (el) { el.hidden = true; });
-      Array.prototype.forEach.call(form.querySelectorAll(".no-js"), function (el) { el.style.display = "block"; });
+      Array.prototype.forEach.call(form.querySelectorAll(".js-only"), function (el) { el.style.display = "none"; });
+      Array.prototype.forEach.call(document.querySelectorAll("[data-key-unsupported]"), function (el) { el.hidden = false; });
     }
     form.addEventListener("submit", function (event) {
       if (field.value) return;  // the answer is in: post the form
