@@ -370,3 +370,19 @@ async def test_keys_of_another_user_cannot_be_renamed_or_removed(env: Env) -> No
         assert "notice=key_" not in done.headers.get("location", "")
     assert await env.sidecar.parts.storage.credentials("bob") == [bobs]
     assert (await env.sidecar.parts.storage.get_user("bob")).enrolled
+
+
+async def test_each_host_is_its_own_relying_party(env: Env) -> None:
+    """Several apps behind one sidecar: the RP ID is the host the page was asked for."""
+    browser, key = await with_key(env)  # registered at app.test
+    browser.host = "other.test"
+    csrf, options = await key_page(browser)
+    assert options["rpId"] == "other.test"
+    refused = await answer(browser, csrf, key.assert_(options, ORIGIN, rp_id="app.test"))
+    assert refused.status_code == 400
+    csrf, options = await key_page(browser)
+    refused = await answer(browser, csrf, key.assert_(options, ORIGIN))  # from app.test's origin
+    assert refused.status_code == 400
+    browser.host = "app.test"
+    csrf, options = await key_page(browser)
+    assert (await answer(browser, csrf, key.assert_(options, ORIGIN))).status_code == 303
