@@ -132,7 +132,7 @@ class Passkeys:
     def _descriptors(keys: list[Credential]) -> list[PublicKeyCredentialDescriptor]:
         known = {t.value for t in AuthenticatorTransport}
         return [PublicKeyCredentialDescriptor(
-            id=_b64decode(k.credential_id),
+            id=base64url_to_bytes(k.credential_id),
             transports=[AuthenticatorTransport(t) for t in k.transports if t in known] or None)
             for k in keys]
 
@@ -238,7 +238,7 @@ class Passkeys:
         try:
             verified = verify_authentication_response(
                 credential=parsed, expected_challenge=challenge, expected_rp_id=rp.rp_id,
-                expected_origin=rp.origin, credential_public_key=_b64decode(key.public_key),
+                expected_origin=rp.origin, credential_public_key=base64url_to_bytes(key.public_key),
                 credential_current_sign_count=0,  # compared below, so a decrease is audited
                 require_user_verification=False)
         except _BAD_INPUT as exc:
@@ -278,7 +278,3 @@ class Passkeys:
             return False
         await self.accounts.audit("key_removed", user_id, client, key=key.name)
         return True
-
-
-def _b64decode(value: str) -> bytes:
-    return base64url_to_bytes(value)
