@@ -1,7 +1,7 @@
 """The composition root: the one place where the parts of a running sidecar are chosen and joined.
 
 ``build_parts(config)`` makes each part once (storage, the app's who-am-I resolver, the
-account service, passes, remembered devices, the one door, the one decision, metrics,
+account service, passes, remembered devices, security keys, the one door, the one decision, metrics,
 notices) and hands them over as ``Parts``. The web app, the command line, the benchmarks and
 the tests build here and nowhere else; a test replaces a part by passing it in (a storage,
 a resolver talking to an in-process app, a fixed clock).
@@ -24,6 +24,7 @@ from sidecar.devices import Devices
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
 from sidecar.passes import Passes
+from sidecar.passkeys import Passkeys
 from sidecar.primary import HeaderResolver, IntrospectResolver, Resolver
 from sidecar.storage import SQLiteStorage, Storage
 
@@ -97,6 +98,7 @@ class Parts:
     devices: Devices | None
     door: Door
     decision: Decision
+    passkeys: Passkeys
 
     async def open(self) -> None:
         await self.storage.open()
@@ -127,4 +129,4 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
                else None)
     decision = Decision(config, resolver, accounts, passes, devices, clock, make_policy(config))
     return Parts(config, clock, storage, resolver, metrics, notifier, accounts, passes, devices,
-                 make_door(config), decision)
+                 make_door(config), decision, Passkeys(accounts, storage))

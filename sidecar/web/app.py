@@ -24,6 +24,7 @@ from sidecar.web.enroll import EnrollPage
 from sidecar.web.headers import Receive, Scope, SecurityHeaders, Send, content_security_policy
 from sidecar.web.i18n import LanguageMiddleware
 from sidecar.web.i18n import gettext as _
+from sidecar.web.keyforms import KeyForms
 from sidecar.web.pages import Pages
 from sidecar.web.reset import ResetGate
 from sidecar.web.signout import SignOutPage
@@ -46,7 +47,7 @@ class SidecarApp:
             routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                     Route("/metrics", self.metrics), *pages.routes(),
                     *EnrollPage(pages).routes(), *CodesPage(pages).routes(),
-                    *SignOutPage(pages).routes(),
+                    *SignOutPage(pages).routes(), *KeyForms(pages).routes(),
                     *(self.reset.routes() if self.reset else [])],
             exception_handlers={404: self.not_found, 405: self.not_allowed,
                                 Unavailable: self.unavailable,

@@ -11,7 +11,6 @@ another app session.
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
@@ -24,7 +23,7 @@ from sidecar.core.request import CODES_COOKIE
 from sidecar.errors import SecretUnreadable
 from sidecar.web.cookies import CODES_SECONDS
 from sidecar.web.i18n import gettext as _
-from sidecar.web.render import CODES_NOTICES, Visit, when
+from sidecar.web.render import CODES_NOTICES, Visit, slug, when
 
 if TYPE_CHECKING:
     from sidecar.web.pages import Pages
@@ -110,7 +109,3 @@ class CodesPage:
                             filename=f"{slug(issuer)}-recovery-codes.txt",
                             notice=notice if notice in CODES_NOTICES else "", rd=rd, issued=issued)
 
-
-def slug(text: str) -> str:
-    """``My App`` -> ``my-app``: a file name part without spaces."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "totp"

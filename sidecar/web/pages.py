@@ -26,9 +26,11 @@ from sidecar.core.forwarded import page_origin, safe_redirect
 from sidecar.core.policy import Target
 from sidecar.core.tokens import CSRF, Signer
 from sidecar.errors import Ambiguous
+from sidecar.storage import UserState
 from sidecar.web.cookies import Cookies
 from sidecar.web.i18n import gettext as _
 from sidecar.web.i18n import lazy_gettext as _l
+from sidecar.web.keys import KEY_NOTICES, KeyViews, choose_mode
 from sidecar.web.render import (
     CODES_NOTICES,
     Visit,
@@ -44,12 +46,14 @@ from sidecar.wiring import Parts
 
 LOW_RECOVERY_CODES = 3
 MAX_FIELD = 512  # characters in one form field; longer is refused
+MAX_ANSWER = 16_384  # a security key's answer (``credential``, ``assertion``: JSON)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NOTICES = {
     "enabled": _l("Two-factor authentication is enabled."),
     "disabled": _l("Two-factor authentication is turned off. You can turn it on again at any time."),
     "codes": _l("New recovery codes are ready. The old ones no longer work."),
     "devices": _l("Forgotten: those devices will ask for a code again at the next sign-in."),
+    **KEY_NOTICES,
 }
 
 
@@ -63,6 +67,7 @@ class Pages:
         accent = config.branding.accent_color
         self.brand_css = brand_css(accent) if accent else ""
         self.templates = make_templates(config, bool(self.brand_css))
+        self.keys = KeyViews(parts)
 
     def routes(self) -> list[Route | Mount]:
         p = self.prefix
@@ -123,7 +128,8 @@ class Pages:
                 continue
             if key in fields:
                 repeated.add(key)
-            fields[key] = value if len(value) <= MAX_FIELD else "\x00"
+            limit = MAX_ANSWER if key in ("credential", "assertion") else MAX_FIELD
+            fields[key] = value if len(value) <= limit else "\x00"
         for key in repeated:
             fields[key] = "\x00" if key == "code" else ""
         if visit.identity is None or not self.same_site(visit) or not self.csrf_ok(
@@ -209,7 +215,6 @@ class Pages:
             if isinstance(source, Response):
                 return source
         rd = self.rd(visit, source.get("rd"))
-        mode = "recovery" if source.get("mode", source.get("method")) == "recovery" else "totp"
         method = source.get("m", "GET")
         verdict = await parts.decision.evaluate(visit.reading, self.target(visit, rd, method), visit.resolved)
         outcome = verdict.outcome
@@ -230,11 +235,17 @@ class Pages:
         user = await parts.accounts.user(visit.user)
         if not user.enrolled:
             return self.go(rd)
+        has_keys = bool(await parts.passkeys.keys(visit.user))
+        asked = source.get("mode", source.get("method", "")) or ("totp" if source.get("code") else "")
+        mode = choose_mode(asked, user.secret is not None, has_keys)
         error = ""
         status = 200
         if request.method == "POST":
-            result = await parts.accounts.check(visit.user, source.get("code", ""), visit.client)
-            parts.metrics.checked(result.check.value)
+            if mode == "key":
+                result, error = await self.keys.check(visit, source.get("assertion", ""))
+            else:
+                result = await parts.accounts.check(visit.user, source.get("code", ""), visit.client)
+                parts.metrics.checked(result.check.value)
             if result.check is Check.OK:
                 fresh = await parts.accounts.user(visit.user)
                 cookie = self.pass_cookie(visit, fresh.generation)
@@ -250,7 +261,7 @@ class Pages:
                     response.headers.append("set-cookie",
                                             self.cookies.set_device(value, visit.scheme))
                 return response
-            error = self.check_message(result, recovery=mode == "recovery")
+            error = error or self.check_message(result, recovery=mode == "recovery")
             status = 429 if result.check is Check.LOCKED else 400
             locked_until = result.locked_until if result.check is Check.LOCKED else 0
         else:
@@ -258,17 +269,15 @@ class Pages:
         locked = moment(locked_until) if locked_until else None
         if locked:
             error = lockout_words(locked_until, parts.clock())
-        switch = {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}
-        if step_up:
-            switch |= {"why": "step_up", "m": method}
-        return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
+        switch = {"rd": rd} | ({"why": "step_up", "m": method} if step_up else {})
+        ways = await self.keys.challenge_context(visit, user, mode, has_keys, switch)
+        return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd, **ways,
                            locked=locked,
                            mode=mode, error=error, step_up=step_up, method=method,
                            step_up_minutes=-(-verdict.rule.step_up // 60),
                            digits=parts.config.totp.digits,
                            remember_days=(parts.config.remember_device.max_days
-                                          if parts.devices is not None and not step_up else 0),
-                           switch_url=f"{self.prefix}/challenge?" + urlencode(switch))
+                                          if parts.devices is not None and not step_up else 0))
 
     async def settings(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -277,20 +286,26 @@ class Pages:
         user = await self.parts.accounts.user(visit.user)
         query = request.query_params
         if visit.enrolled and not visit.verified:
-            here = f"{self.prefix}/settings"
-            return self.go(f"{self.prefix}/challenge?{urlencode({'rd': here})}")
+            return self.go(f"{self.prefix}/challenge?" + urlencode({"rd": f"{self.prefix}/settings"}))
         rd = self.rd(visit, query.get("rd"), "")
         low = bool(query.get("low")) and user.enrolled and user.recovery_left <= LOW_RECOVERY_CODES
         notice = query.get("notice", "")
         unsaved = notice in CODES_NOTICES and query.get("saved") != "1" and user.enrolled
-        response = self.render(visit, "settings.html", user=user,
-                               since=local_time(user.enabled_at),
-                               notice="" if unsaved else NOTICES.get(notice, ""), rd=rd, low=low,
-                               unsaved=unsaved,
-                               devices=await self.device_list(visit))
+        response = await self.settings_page(visit, 200, user, rd=rd, low=low, unsaved=unsaved,
+                                            notice="" if unsaved else NOTICES.get(notice, ""))
         if notice in CODES_NOTICES:  # the codes were shown: Back does not show them again
             response.headers.append("set-cookie", self.cookies.clear_codes(visit.scheme))
         return response
+
+    async def settings_page(self, visit: Visit, status: int, user: UserState | None = None,
+                            **context: Any) -> Response:
+        """The settings page: 2FA's state, the security keys, remembered devices, turning off."""
+        user = user or await self.parts.accounts.user(visit.user)
+        context = {"notice": "", "rd": "", "low": False} | context
+        return self.render(visit, "settings.html", status, user=user,
+                           since=local_time(user.enabled_at),
+                           devices=await self.device_list(visit),
+                           **await self.keys.settings_context(visit, user), **context)
 
     async def device_list(self, visit: Visit) -> list[dict[str, str | Markup]]:
         """The user's remembered devices for the settings page (this one marked)."""
@@ -330,12 +345,8 @@ class Pages:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
         if ticked and fields.get("confirm") != "1":  # nothing compared, no code used
-            user = await self.parts.accounts.user(visit.user)
-            return self.render(visit, "settings.html", 400, user=user,
-                               since=local_time(user.enabled_at),
-                               notice="", rd="", low=False, form_error=ticked,
-                               devices=await self.device_list(visit),
-                               error_text=_("Tick the box to confirm, then try again."))
+            return await self.settings_page(visit, 400, form_error=ticked,
+                                            error_text=_("Tick the box to confirm, then try again."))
         result = await self.parts.accounts.check(visit.user, fields.get("code", ""), visit.client)
         self.parts.metrics.checked(result.check.value)
         return fields, result
@@ -353,13 +364,9 @@ class Pages:
         return await self.settings_error(visit, result, "disable")
 
     async def settings_error(self, visit: Visit, result: CheckResult, form: str) -> Response:
-        user = await self.parts.accounts.user(visit.user)
         status = 429 if result.check is Check.LOCKED else 400
-        return self.render(visit, "settings.html", status, user=user,
-                           since=local_time(user.enabled_at),
-                           notice="", rd="", low=False, form_error=form,
-                           devices=await self.device_list(visit),
-                           error_text=self.check_message(result))
+        return await self.settings_page(visit, status, form_error=form,
+                                        error_text=self.check_message(result))
 
     async def logout(self, request: Request) -> Response:
         """GET: a one-button confirmation; POST (with CSRF): the 2FA cookie ends.

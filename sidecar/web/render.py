@@ -4,6 +4,7 @@ request is (``Visit``), and the words for times and lockouts."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,11 @@ class Visit:
 
 #: The notices of the settings page that follow new recovery codes ("Complete").
 CODES_NOTICES = ("enabled", "codes")
+
+
+def slug(text: str) -> str:
+    """``My App`` -> ``my-app``: a file name part without spaces."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "totp"
 
 
 def when(timestamp: int | None) -> str:

@@ -277,6 +277,7 @@ def test_docs_screenshots_script(chromium: Browser, tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(ROOT / "tests" / "browser"))
     written = screenshots.make(tmp_path, chromium)
-    assert sorted(p.name for p in written) == ["challenge.png", "enroll.png", "recovery-codes.png"]
+    assert sorted(p.name for p in written) == ["challenge-key.png", "challenge.png", "enroll.png",
+                                               "recovery-codes.png"]
     for path in written:
         assert 0 < path.stat().st_size < screenshots.MAX_BYTES, path
