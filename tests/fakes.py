@@ -8,10 +8,12 @@ backends to the same contract.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import count
 
-from sidecar.storage import SIGNIN, Attempt, Device, Event, Limits, Scope, UserState
+from sidecar.errors import StorageUnavailable
+from sidecar.storage import SIGNIN, Attempt, Change, Device, Event, Limits, Scope, UserState
 
 
 @dataclass
@@ -34,6 +36,8 @@ class MemoryStorage:
     devices_: dict[str, Device] = field(default_factory=dict)
     grants: dict[str, tuple[str, int, int | None]] = field(default_factory=dict)
     ids: count[int] = field(default_factory=lambda: count(1))
+    feed: list[Change] = field(default_factory=list)
+    bursts: dict[str, int] = field(default_factory=dict)
     opened: bool = False
 
     # -- life ---------------------------------------------------------------------------
@@ -45,6 +49,37 @@ class MemoryStorage:
 
     async def ping(self) -> None:
         return None
+
+    # -- the change feed and bursts -----------------------------------------------------
+    def _changed(self, user_id: str, kind: str, device_id: str | None = None) -> None:
+        seq = self.feed[-1].seq + 1 if self.feed else 1
+        self.feed.append(Change(seq, user_id, kind, device_id))
+
+    @property
+    def listens(self) -> bool:
+        return False
+
+    async def listen(self, wake: Callable[[], None], ready: Callable[[], None]) -> None:
+        raise StorageUnavailable("the memory storage cannot listen")
+
+    async def feed_touched(self) -> bool:
+        return True
+
+    async def feed_bounds(self) -> tuple[int, int] | None:
+        return (self.feed[0].seq, self.feed[-1].seq) if self.feed else None
+
+    async def feed_after(self, after: int, upto: int) -> list[Change]:
+        return [c for c in self.feed if after < c.seq <= upto]
+
+    async def prune_feed(self, before: int) -> None:
+        self.feed = self.feed[-1:]
+
+    async def burst_until(self, burst_key: str, now: int) -> int | None:
+        until = self.bursts.get(burst_key)
+        return until if until is not None and until > now else None
+
+    async def add_burst(self, burst_key: str, until: int, now: int) -> None:
+        self.bursts[burst_key] = until
 
     # -- users --------------------------------------------------------------------------
     def _user(self, user_id: str) -> UserState:
@@ -62,6 +97,7 @@ class MemoryStorage:
 
     async def disable(self, user_id: str) -> bool:
         user = self._user(user_id)
+        self._changed(user_id, "disabled")
         if user.secret is None:
             return False
         self.users[user_id] = replace(user, secret=None, enabled_at=None,
@@ -74,10 +110,12 @@ class MemoryStorage:
 
     async def lock(self, user_id: str, until: int) -> None:
         self.users[user_id] = replace(self._user(user_id), locked_until=until)
+        self._changed(user_id, "locked")
 
     async def unlock(self, user_id: str) -> bool:
         user = self._user(user_id)
         self.failures = [f for f in self.failures if f.user_id != user_id]
+        self._changed(user_id, "unlocked")
         if user.locked_until <= 0:
             return False
         self.users[user_id] = replace(user, locked_until=0)
@@ -116,6 +154,7 @@ class MemoryStorage:
         self.users[user_id] = replace(user, secret=secret, enabled_at=now, last_step=step,
                                       generation=generation)
         self.codes[user_id] = dict.fromkeys(code_hashes)
+        self._changed(user_id, "enabled")
         return generation
 
     async def use_step(self, user_id: str, secret: str, step: int) -> bool:
@@ -134,6 +173,7 @@ class MemoryStorage:
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
         self.codes[user_id] = dict.fromkeys(code_hashes)
+        self._changed(user_id, "codes")
 
     async def sealed_secrets(self) -> list[tuple[str, str, str, str]]:
         enrolled = [("users", u.user_id, "", u.secret) for u in self.users.values() if u.secret]
@@ -210,6 +250,7 @@ class MemoryStorage:
                 if d.user_id == user_id and device_id in (None, k)]
         for key in gone:
             del self.devices_[key]
+        self._changed(user_id, "devices", device_id)
         return len(gone)
 
     async def add_grant(self, grant_id: str, account: str, expires_at: int,

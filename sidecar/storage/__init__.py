@@ -5,10 +5,22 @@ Storage imports the core and ``sidecar.errors`` only; which backend a config nam
 in ``sidecar.wiring``. The PostgreSQL backend (asyncpg) is imported only when used.
 """
 
-from sidecar.storage.records import RESET, SIGNIN, Attempt, Device, Event, Scope, UserState
-from sidecar.storage.roles import Attempts, Devices, Events, Grants, Keys, Limits, Storage, Users
+from sidecar.storage.records import RESET, SIGNIN, Attempt, Change, Device, Event, Scope, UserState
+from sidecar.storage.roles import (
+    Attempts,
+    Bursts,
+    Devices,
+    Events,
+    Feed,
+    Grants,
+    Keys,
+    Limits,
+    Storage,
+    Users,
+)
 from sidecar.storage.sql import SQLStorage
 from sidecar.storage.sqlite import SQLiteStorage
 
-__all__ = ["RESET", "SIGNIN", "Attempt", "Attempts", "Device", "Devices", "Event", "Events", "Grants",
-           "Keys", "Limits", "SQLStorage", "SQLiteStorage", "Scope", "Storage", "UserState", "Users"]
+__all__ = ["RESET", "SIGNIN", "Attempt", "Attempts", "Bursts", "Change", "Device", "Devices", "Event",
+           "Events", "Feed", "Grants", "Keys", "Limits", "SQLStorage", "SQLiteStorage", "Scope",
+           "Storage", "UserState", "Users"]

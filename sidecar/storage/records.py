@@ -58,3 +58,14 @@ class UserState:
     @property
     def enrolled(self) -> bool:
         return self.secret is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row of the change feed: something about ``user_id`` changed (``kind``; for a
+    forgotten device, which one; None: all of them)."""
+
+    seq: int
+    user_id: str
+    kind: str
+    device_id: str | None = None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from sidecar.errors import StorageUnavailable
+from sidecar.states import STALE_SECONDS
 from sidecar.storage import SQLiteStorage
 from tests.conftest import Env, FakeClock, make_config, sqlite_path, start_env
 
@@ -375,10 +376,11 @@ async def test_missing_database_gives_503_once_the_cached_state_is_stale(env: En
     Path(sqlite_path(env.config)).unlink()
     page = await browser.get("/_2fa/settings")
     assert page.status_code == 503 and "unavailable" in page.text
-    assert (await browser.auth()).status_code == 200  # a state younger than its cache time
-    states = env.sidecar.parts.accounts._states
-    for user, state in list(states.items()):  # the state cache went stale: not a state
-        states[user] = dataclasses.replace(state, fetched_at=-1e9)
+    assert (await browser.auth()).status_code == 200  # the feed was read a moment ago
+    states = env.sidecar.parts.accounts.states
+    with pytest.raises(StorageUnavailable):
+        await states.poll()  # what the background task now meets every time
+    states.read_at -= STALE_SECONDS  # ... for STALE_SECONDS: memory is no answer any more
     assert (await browser.auth()).status_code == 503
     newcomer = env.browser()
     await newcomer.login("bob")
