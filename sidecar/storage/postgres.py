@@ -36,8 +36,8 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 
 from sidecar.errors import StorageUnavailable
-from sidecar.storage.migrations import migrations
 from sidecar.storage.feed import FEED_CHANNEL, Statement
+from sidecar.storage.migrations import migrations
 from sidecar.storage.sql import Result, SQLStorage
 
 POOL_MIN, POOL_MAX = 1, 10

@@ -16,8 +16,8 @@ from typing import Any
 import aiosqlite
 
 from sidecar.errors import StorageUnavailable
-from sidecar.storage.migrations import migrations
 from sidecar.storage.feed import Statement
+from sidecar.storage.migrations import migrations
 from sidecar.storage.sql import Result, SQLStorage
 
 BUSY_TIMEOUT_MS = 3000
