@@ -20,7 +20,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import enroll_challenge, forward_auth, memory, nginx_auth, scale  # noqa: E402
-from bench.common import BENCH, cli_has_workers, foreign_load, log, machine, pyspy  # noqa: E402
+from bench.common import (  # noqa: E402
+    BENCH,
+    GRANIAN,
+    cli_has_workers,
+    foreign_load,
+    log,
+    machine,
+    pyspy,
+)
 
 TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "1": ("≥ 1.0", lambda v: v >= 1.0),
@@ -393,10 +401,12 @@ def main() -> None:
     info = machine()
     log(f"machine: {info['nproc']} CPUs, {info['cpu']}; sidecar changes: {info['uncommitted']}")
     res: dict[str, Any] = {"errors": {}, "load": {}}
+    # part 6 needs granian (pip install granian); without it part 1 runs on uvicorn alone
+    servers = ("uvicorn", "granian") if Path(GRANIAN[0]).exists() else ("uvicorn",)
     parts: list[tuple[str, str, str, Callable[[Path], dict[str, Any]]]] = [
         ("1", "fa", "1 + 6: /auth/nginx vs bare endpoint, uvicorn and granian",
          lambda d: forward_auth.measure(d, seconds, 1 if opts.quick else 5,
-                                        profile_seconds=profile_seconds)),
+                                        profile_seconds=profile_seconds, servers=servers)),
         ("2", "ng", "2 + 3: nginx auth_request, 1 and 2 workers, auth cache",
          lambda d: nginx_auth.measure(d, seconds, 1 if opts.quick else 5,
                                       profile_seconds=profile_seconds,
