@@ -410,6 +410,21 @@ async def test_probes(env: Env) -> None:
     assert 'totp_sidecar_decisions_total{outcome="allow"}' in metrics.text
 
 
+async def test_metrics_show_the_caches_and_the_feed(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, cache={"users": 500})
+    async for env in start_env(config, clock):
+        for user in ("alice", "bob"):
+            browser = env.browser()
+            await browser.login(user)
+            assert (await browser.auth()).status_code == 200
+        text = (await env.client.get("/metrics")).text
+        assert 'totp_sidecar_cache_entries{cache="user_states"} 2.0' in text
+        assert 'totp_sidecar_cache_limit{cache="user_states"} 500.0' in text
+        assert 'totp_sidecar_cache_limit{cache="answers"} 4096.0' in text
+        assert "totp_sidecar_feed_healthy 1.0" in text
+        assert "totp_sidecar_state_drops 1.0" in text  # the first read of the feed
+
+
 async def test_challenge_page_sends_an_unenrolled_user_to_setup_where_required(
         tmp_path: Path, clock: FakeClock) -> None:
     """Proxies that send every 401 to the challenge page (ingress-nginx auth-signin) still work."""
