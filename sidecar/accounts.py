@@ -23,7 +23,7 @@ from sidecar.core import recovery, totp
 from sidecar.core.clock import Clock, Monotonic, wall
 from sidecar.core.clock import monotonic as steady
 from sidecar.crypto import SecretBox
-from sidecar.states import CachedState, States
+from sidecar.states import CachedState, States, cached_state
 from sidecar.storage import SIGNIN, Attempt, Scope, Storage, UserState
 from sidecar.throttle import Throttle
 
@@ -70,7 +70,7 @@ class Accounts:
 
     async def _load(self, user_id: str) -> CachedState:
         user = await self.storage.get_user(user_id)
-        return CachedState(user.enrolled, user.generation)
+        return cached_state(user.enrolled, user.generation)
 
     def generation_is(self, user_id: str, generation: int) -> bool:
         """Whether the user's state in memory is enrolled at ``generation`` (no I/O); False

@@ -77,9 +77,9 @@ class Devices:
         known = self.states.device(user, token.device_id)
         if known is not None:
             return known
-        state = self.states.peek(user)  # the user's state this answer is kept with
+        before = self.states.device_token()  # a change meanwhile: the answer is not kept
         known = await self.storage.device_seen(user, token.device_id, int(now))
-        self.states.note_device(state, user, token.device_id, known)
+        self.states.note_device(before, user, token.device_id, known)
         return known
 
     async def forget(self, user: str, device_id: str | None = None) -> int:

@@ -25,7 +25,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sidecar.core.clock import Monotonic
 from sidecar.core.clock import monotonic as steady
@@ -42,13 +42,26 @@ RELISTEN_SECONDS = 1.0  # between attempts to open the listening connection
 DEVICES_PER_USER = 32  # remembered-device answers kept per user
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class CachedState:
-    """A user's 2FA state as storage last said, and the devices checked since."""
+    """A user's 2FA state as storage last said (one shared object per distinct state)."""
 
     enrolled: bool
     generation: int
-    devices: dict[str, bool] = field(default_factory=dict)
+
+
+_SHARED: dict[tuple[bool, int], CachedState] = {}
+SHARED_LIMIT = 1024
+
+
+def cached_state(enrolled: bool, generation: int) -> CachedState:
+    """The state object for (enrolled, generation): users in the same state share one."""
+    state = _SHARED.get((enrolled, generation))
+    if state is None:
+        state = CachedState(enrolled, generation)
+        if len(_SHARED) < SHARED_LIMIT:
+            _SHARED[(enrolled, generation)] = state
+    return state
 
 
 Load = Callable[[str], Awaitable[CachedState]]
@@ -66,6 +79,8 @@ class States:
         self.listening = False
         self.drops = 0  # whole-cache drops (a gap, a lost LISTEN connection)
         self._known: OrderedDict[str, CachedState] = OrderedDict()
+        self._devices: dict[str, dict[str, bool]] = {}  # user → device id → still remembered?
+        self._changes = 0  # counts every forgotten user: a device answer read across one is not kept
         self._loading: dict[str, asyncio.Task[CachedState]] = {}
         self._overtaken: set[str] = set()
         self._epoch = 0
@@ -117,7 +132,8 @@ class States:
             self._known[user] = state
             self._known.move_to_end(user)
             if len(self._known) > self.limit:
-                self._known.popitem(last=False)
+                evicted, _ = self._known.popitem(last=False)
+                self._devices.pop(evicted, None)
         return state
 
     def generation_is(self, user: str, generation: int) -> bool:
@@ -127,26 +143,38 @@ class States:
 
     def device(self, user: str, device_id: str) -> bool | None:
         """Whether a remembered device of the user is still valid, when memory knows."""
-        state = self.peek(user)
-        return None if state is None else state.devices.get(device_id)
+        if self.peek(user) is None:
+            return None
+        devices = self._devices.get(user)
+        return None if devices is None else devices.get(device_id)
 
-    def note_device(self, state: CachedState | None, user: str, device_id: str, valid: bool) -> None:
-        """Keep a device answer read for ``state``, unless the user changed since."""
-        if state is not None and self._known.get(user) is state:
-            if len(state.devices) >= DEVICES_PER_USER:
-                state.devices.clear()
-            state.devices[device_id] = valid
+    def device_token(self) -> int:
+        """Taken before reading a device from storage, handed to ``note_device`` after."""
+        return self._changes
+
+    def note_device(self, token: int, user: str, device_id: str, valid: bool) -> None:
+        """Keep a device answer, unless any user was forgotten since ``token`` was taken (the
+        answer may be older than a change) or the user's state is not kept."""
+        if token == self._changes and user in self._known:
+            devices = self._devices.setdefault(user, {})
+            if len(devices) >= DEVICES_PER_USER:
+                devices.clear()
+            devices[device_id] = valid
 
     # -- changes ------------------------------------------------------------------------
     def forget(self, user: str) -> None:
         """The user changed: drop what memory holds (and do not keep a read in flight)."""
         self._known.pop(user, None)
+        self._devices.pop(user, None)
+        self._changes += 1
         if user in self._loading:
             self._overtaken.add(user)
 
     def drop_all(self, why: str) -> None:
         """Changes may have been missed: forget every user."""
         self._known.clear()
+        self._devices.clear()
+        self._changes += 1
         self._epoch += 1
         self.drops += 1
         log.info("user states dropped: %s", why)

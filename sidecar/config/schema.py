@@ -183,7 +183,7 @@ SCHEMA: tuple[Key | Section, ...] = (
     Section("cache", "what each instance keeps in memory"),
     _k("cache.users", 100_000, Int(100, 10_000_000),
        "users whose 2FA state (and remembered devices) are kept, least recently seen dropped "
-       "first; about 300 bytes each"),
+       "first; about 200 bytes each"),
     Section("totp", "the codes"),
     _k("totp.issuer", "totp-sidecar", Text(r"[^:]*", "must not contain ':' (it separates issuer "
                                            "and account)"),
