@@ -34,7 +34,8 @@ def make_storage(config: Config) -> Storage:
     if isinstance(config.storage, PostgresConfig):
         from sidecar.storage.postgres import PostgresStorage  # asyncpg is loaded only when used
 
-        return PostgresStorage(config.storage.dsn)
+        return PostgresStorage(config.storage.dsn, config.storage.listen_dsn,
+                               config.storage.pgbouncer)
     return SQLiteStorage(config.storage.path)
 
 
@@ -101,10 +102,13 @@ class Parts:
     passkeys: Passkeys
 
     async def open(self) -> None:
+        """Open the database and start applying its change feed to the user states."""
         await self.storage.open()
+        self.accounts.states.start()
 
     async def aclose(self) -> None:
         """Send the queued notices, then close the resolver's client and the database."""
+        await self.accounts.states.stop()
         await self.notifier.aclose()
         await self.resolver.aclose()
         await self.storage.close()
@@ -125,8 +129,8 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
     accounts = Accounts(config, storage, clock, on_event=on_event)
     passes = Passes(config.cookie, config.signing_keys, config.hash_key, clock)
     remember = config.remember_device
-    devices = (Devices(storage, config.signing_keys, remember.max_days) if remember.enabled
-               else None)
+    devices = (Devices(storage, config.signing_keys, remember.max_days, accounts.states)
+               if remember.enabled else None)
     decision = Decision(config, resolver, accounts, passes, devices, clock, make_policy(config))
     return Parts(config, clock, storage, resolver, metrics, notifier, accounts, passes, devices,
                  make_door(config), decision, Passkeys(accounts, storage))

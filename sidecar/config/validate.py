@@ -19,6 +19,7 @@ from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
 from sidecar.config.model import (
     ApiConfig,
     BrandingConfig,
+    CacheConfig,
     Config,
     CookieConfig,
     EmailConfig,
@@ -227,15 +228,21 @@ def _storage(r: Reader, data: dict[str, Any]) -> StorageConfig:
         elif path != ":memory:":
             path = str(r.path(path))
         return SQLiteConfig(path)
-    found = r.secret(r.section(st, "storage.postgres"), KEYS["storage.postgres.dsn"])
+    pg = r.section(st, "storage.postgres")
+    found = r.secret(pg, KEYS["storage.postgres.dsn"])
+    pgbouncer = bool(r.value(pg, "storage.postgres.pgbouncer"))
+    listen = r.value(pg, "storage.postgres.listen_dsn").strip()
+    # The values are never echoed: they may carry a password.
+    if listen and not _is_postgres_url(listen):
+        r.problem("storage.postgres.listen_dsn", "must be a URL such as "
+                  "postgresql://user:password@host:5432/dbname (a direct connection)")
     if found is None:
         return PostgresConfig("")
     where, dsn = found
-    # The value is never echoed: it may carry a password.
     if not isinstance(dsn, str) or not _is_postgres_url(dsn.strip()):
         r.problem(where, "must be a URL such as postgresql://user:password@host:5432/dbname")
         return PostgresConfig("")
-    return PostgresConfig(dsn.strip())
+    return PostgresConfig(dsn.strip(), listen, pgbouncer)
 
 
 def _branding(r: Reader, data: dict[str, Any], issuer: str) -> BrandingConfig:
@@ -326,6 +333,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         support_contact=branding.support_contact,
         branding=branding,
         languages=_languages(r, data),
+        cache=_simple(r, data, "cache", CacheConfig),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -97,6 +97,10 @@ class SidecarApp:
     async def metrics(self, request: Request) -> Response:
         with contextlib.suppress(StorageUnavailable):  # the gauge keeps its last value
             await self.parts.metrics.refresh_enrolled(self.parts.storage.count_enrolled)
+        states = self.parts.accounts.states
+        self.parts.metrics.caches({**self.forward_auth.cache_sizes(),
+                                   **self.parts.accounts.cache_sizes()},
+                                  states.healthy(), states.drops)
         return Response(self.parts.metrics.render(), media_type=CONTENT_TYPE)
 
     async def ambiguous(self, request: Request, exc: Exception) -> Response:
