@@ -111,11 +111,14 @@ class Accounts:
         return self.box.open(user_id, sealed)
 
     async def complete_enrollment(self, user_id: str, code: str, client: str,
-                                  session: str = "") -> tuple[CheckResult, list[str], int]:
+                                  session: str = "", expect: int = 0
+                                  ) -> tuple[CheckResult, list[str], int]:
         """Verify a code from this session's pending secret; on success 2FA is on.
 
         Returns the result, the new recovery codes (shown once) and the new generation. A user
         whose security keys have 2FA on already keeps the recovery codes (none are returned).
+        ``expect``: the 2FA state the page decided on (0: off; else on at that generation);
+        storage changes nothing when it is no longer so (see ``Keys.complete_enrollment``).
         """
         now = int(self.clock())
         attempt = await self.throttle.reserve(user_id, client, now)
@@ -129,10 +132,10 @@ class Accounts:
         generation = None
         first = False
         if sealed is not None and step is not None:
-            first = not (await self.storage.get_user(user_id)).enrolled
+            first = expect == 0
             codes = recovery.new_codes() if first else []
             generation = await self.storage.complete_enrollment(
-                user_id, session, sealed, step, self.hashes(user_id, codes), now)
+                user_id, session, sealed, step, self.hashes(user_id, codes), now, expect)
         if generation is None:  # wrong code, none pending, or another request enrolled it
             return await self._failed(user_id, client, now, attempt, SIGNIN), [], 0
         await self.throttle.passed(user_id, SIGNIN, attempt)

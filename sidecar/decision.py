@@ -37,6 +37,7 @@ class Verdict:
     item: Pass | None = None  # the verified 2FA cookie of this app session
     new_pass: str | None = None  # a 2FA cookie value to set (refreshed, or from a device)
     until: float = math.inf  # monotonic time until which the identity may be reused
+    generation: int = 0  # the user's 2FA generation this verdict rests on (0: 2FA off)
 
     @property
     def user(self) -> str | None:
@@ -109,9 +110,11 @@ class Decision:
         item: Pass | None = None
         new_pass: str | None = None
         enrolled = False
+        generation = 0
         if user is not None and rule.level in (Level.OPTIONAL, Level.REQUIRED):
             state = await self.accounts.cached_state(user)
             enrolled = state.enrolled
+            generation = state.generation if enrolled else 0
             if enrolled and reading.kind == "session":
                 item = self.passes.valid(reading, user, state.generation)
                 if item is not None:
@@ -125,7 +128,8 @@ class Decision:
             rule.level, user, enrolled, verified, reading.kind,
             self.config.api.bearer == "pass",
             not verified or policy.code_is_recent(rule, code_at, self.clock())))
-        return Verdict(outcome, identity, rule, enrolled, item, new_pass, resolved.until)
+        return Verdict(outcome, identity, rule, enrolled, item, new_pass, resolved.until,
+                       generation)
 
     async def _remember_contact(self, identity: Identity) -> None:
         """The address the app reports now is the user's at the reset gate and for notices

@@ -152,7 +152,7 @@ class Passkeys:
         return options_to_json(options)
 
     async def register(self, user_id: str, session: str, answer: str, name: str,
-                       rp: RelyingParty, client: str) -> KeyResult:
+                       rp: RelyingParty, client: str, expect: int = 0) -> KeyResult:
         """Verify a new key's answer to this session's challenge and keep the key.
 
         The first factor of a user without 2FA turns it on: the result carries the new
@@ -174,7 +174,7 @@ class Passkeys:
         except _BAD_INPUT as exc:
             log.warning("security key registration refused for %s: %s", user_id, exc)
             return KeyResult(KeyCheck.INVALID)
-        first = not (await self.storage.get_user(user_id)).enrolled
+        first = expect == 0  # the state the page decided on; storage checks it still holds
         codes = recovery.new_codes() if first else []
         key = Credential(bytes_to_base64url(verified.credential_id), user_id,
                          bytes_to_base64url(verified.credential_public_key), verified.sign_count,
@@ -182,9 +182,12 @@ class Passkeys:
                          tuple(t.value for t in parsed.response.transports or ()), now,
                          aaguid=verified.aaguid)
         generation = await self.storage.add_credential(key, self.accounts.hashes(user_id, codes),
-                                                       now)
-        if generation is None:
-            return KeyResult(KeyCheck.DUPLICATE)
+                                                       now, expect)
+        if generation is None:  # the id exists, or 2FA changed since the page was read
+            self.accounts.forget(user_id)
+            if await self.storage.credential(key.credential_id) is not None:
+                return KeyResult(KeyCheck.DUPLICATE)
+            return KeyResult(KeyCheck.NO_CHALLENGE)
         await self.accounts.audit("key_added", user_id, client, key=key.name)
         if first:
             await self.accounts.enabled(user_id, client, method="key")

@@ -148,13 +148,15 @@ class MemoryStorage:
         return self.pending.setdefault((user_id, session), (secret, expires_at))[0]
 
     async def complete_enrollment(self, user_id: str, session: str, secret: str, step: int,
-                                  code_hashes: list[str], now: int) -> int | None:
+                                  code_hashes: list[str], now: int, expect: int = 0) -> int | None:
         found = self.pending.get((user_id, session))
         if found is None or found[0] != secret or found[1] <= now:
             return None
-        self.pending = {k: v for k, v in self.pending.items() if k[0] != user_id}
         user = self._user(user_id)
-        generation = user.generation + 1
+        if user.secret is not None or not self._as_expected(user, expect):
+            return None
+        self.pending = {k: v for k, v in self.pending.items() if k[0] != user_id}
+        generation = user.generation + (0 if user.enrolled else 1)
         self.users[user_id] = replace(user, secret=secret, enabled_at=user.enabled_at or now,
                                       last_step=step, generation=generation)
         if code_hashes:
@@ -290,16 +292,22 @@ class MemoryStorage:
     async def credential(self, credential_id: str) -> Credential | None:
         return self.credentials_.get(credential_id)
 
+    @staticmethod
+    def _as_expected(user: UserState, expect: int) -> bool:
+        """2FA off (``expect`` 0), or on at generation ``expect``: what the page decided on."""
+        return not user.enrolled if expect == 0 else (user.enrolled and user.generation == expect)
+
     async def add_credential(self, credential: Credential, code_hashes: list[str],
-                             now: int) -> int | None:
-        if credential.credential_id in self.credentials_:
+                             now: int, expect: int = 0) -> int | None:
+        user = self._user(credential.user_id)
+        if credential.credential_id in self.credentials_ or not self._as_expected(user, expect):
             return None
         self.credentials_[credential.credential_id] = credential
-        user = self._user(credential.user_id)
-        if code_hashes and not user.enrolled:
+        if expect == 0:
             user = replace(user, enabled_at=now, generation=user.generation + 1)
             self.users[user.user_id] = user
             self.codes[user.user_id] = dict.fromkeys(code_hashes)
+            self._changed(user.user_id, "enabled")
         return user.generation
 
     async def use_credential(self, user_id: str, credential_id: str, old_count: int,

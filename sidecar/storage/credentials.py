@@ -89,11 +89,12 @@ class CredentialsSQL(abc.ABC):
         return _credential(rows[0]) if rows else None
 
     async def add_credential(self, credential: Credential, code_hashes: list[str],
-                             now: int) -> int | None:
-        """Register a key; None (nothing changed) when its id is registered already.
-
-        With ``code_hashes`` (the key is the user's first factor) 2FA turns on: the user's
-        generation is bumped and the recovery codes are replaced, unless 2FA was on already.
+                             now: int, expect: int = 0) -> int | None:
+        """Register a key; None (nothing changed) when its id is registered already, or when
+        the user's 2FA is no longer what the page decided on (``expect``: 0, 2FA off — the key
+        is the first factor and ``code_hashes`` its recovery codes; else 2FA on at that
+        generation). So a page read before the user turned 2FA on (an attacker's, with the
+        password) adds no key, and a first key never replaces codes another factor just made.
         Returns the user's generation.
         """
         c = credential
@@ -105,13 +106,18 @@ class CredentialsSQL(abc.ABC):
             *[("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)", (c.user_id, h))
               for h in code_hashes],
             *self._changed(c.user_id, "enabled"),  # 2FA on: every instance learns it
-        ] if code_hashes else []
+        ] if expect == 0 else []
         results = await self._run([
             ("INSERT INTO webauthn_credentials (credential_id, user_id, public_key, sign_count,"
-             " name, transports, created_at, aaguid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+             " name, transports, created_at, aaguid) SELECT ?, ?, ?, CAST(? AS BIGINT), ?, ?,"
+             " CAST(? AS BIGINT), ? WHERE CASE WHEN CAST(? AS BIGINT) = 0"
+             " THEN NOT EXISTS (SELECT 1 FROM users WHERE user_id = ? AND enabled_at IS NOT NULL)"
+             " ELSE EXISTS (SELECT 1 FROM users WHERE user_id = ? AND enabled_at IS NOT NULL"
+             " AND generation = CAST(? AS BIGINT)) END"
              " ON CONFLICT (credential_id) DO NOTHING",
              (c.credential_id, c.user_id, c.public_key, c.sign_count, c.name,
-              ",".join(c.transports), c.created_at, c.aaguid or None)),
+              ",".join(c.transports), c.created_at, c.aaguid or None, expect, c.user_id,
+              c.user_id, expect)),
             *first,
             ("SELECT generation FROM users WHERE user_id = ?", (c.user_id,)),
         ], guard=True)

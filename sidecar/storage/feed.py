@@ -30,6 +30,9 @@ class FeedSQL(abc.ABC):
     """Writing and reading the feed, and the shared burst windows."""
 
     NOTIFY_STATEMENTS: tuple[Statement, ...] = ()
+    #: The database's own clock, in whole seconds: rows are stamped and pruned by one clock,
+    #: so a writer whose clock is off cannot get an unread row pruned early (a lost revocation).
+    DB_NOW = "CAST(strftime('%s', 'now') AS INTEGER)"
     _pruned_at: float = -math.inf
 
     @abc.abstractmethod
@@ -41,14 +44,13 @@ class FeedSQL(abc.ABC):
 
     def _changed(self, user_id: str, kind: str, device_id: str | None = None) -> list[Statement]:
         """The statements that record a change of ``user_id`` (in the change's transaction)."""
-        now = int(time.time())
         statements: list[Statement] = [
-            ("INSERT INTO feed (user_id, kind, device_id, at) VALUES (?, ?, ?, ?)",
-             (user_id, kind, device_id, now))]
+            (f"INSERT INTO feed (user_id, kind, device_id, at) VALUES (?, ?, ?, {self.DB_NOW})",
+             (user_id, kind, device_id))]
         if time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:
             self._pruned_at = time.monotonic()
-            statements.append(("DELETE FROM feed WHERE at < ? AND seq < (SELECT MAX(seq) FROM feed)",
-                               (now - FEED_KEEP_SECONDS,)))
+            statements.append((f"DELETE FROM feed WHERE at < {self.DB_NOW} - {FEED_KEEP_SECONDS}"
+                               " AND seq < (SELECT MAX(seq) FROM feed)", ()))
         return [*statements, *self.NOTIFY_STATEMENTS]
 
     @property

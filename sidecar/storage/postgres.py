@@ -91,6 +91,7 @@ class PostgresStorage(SQLStorage):
     """PostgreSQL through an asyncpg pool; any number of instances may share the database."""
 
     NOTIFY_STATEMENTS = ((f"SELECT pg_notify('{FEED_CHANNEL}', '')", ()),)
+    DB_NOW = "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)"
 
     def __init__(self, dsn: str, listen_dsn: str = "", pgbouncer: bool = False) -> None:
         self.dsn = dsn

@@ -95,24 +95,32 @@ class SQLStorage(FeedSQL, CredentialsSQL, abc.ABC):
         return str(current) if current is not None else secret
 
     async def complete_enrollment(self, user_id: str, session: str, secret: str, step: int,
-                                  code_hashes: list[str], now: int) -> int | None:
+                                  code_hashes: list[str], now: int, expect: int = 0) -> int | None:
         """Turn 2FA on with ``secret``, still pending in this session; the new generation.
 
         Only while the user has no secret: a set-up page left open (on another instance, whose
         cached state said "not enrolled") never replaces a secret that was turned on since.
         The other sessions' pending secrets of the user end too. Without ``code_hashes`` (the
         user has security keys, so 2FA is on already) the recovery codes stay as they are.
+        ``expect`` is the state the page decided on: 0, 2FA off (a first factor); else 2FA on
+        at that generation (the app beside security keys). Anything else changes nothing: an
+        attacker with the password, on a page read before the user turned 2FA on, adds no app.
         """
         results = await self._run([
             ("INSERT INTO users (user_id, secret, enabled_at, last_step, generation)"
              " SELECT ?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), 1 WHERE EXISTS (SELECT 1 FROM"
              " pending WHERE user_id = ? AND session = ? AND secret = ? AND expires_at > ?)"
+             " AND (CAST(? AS BIGINT) = 0 OR EXISTS (SELECT 1 FROM users WHERE user_id = ?))"
              " ON CONFLICT (user_id) DO UPDATE SET"
              " secret = excluded.secret,"
              " enabled_at = COALESCE(users.enabled_at, excluded.enabled_at),"
-             " last_step = excluded.last_step, generation = users.generation + 1"
-             " WHERE users.secret IS NULL",
-             (user_id, secret, now, step, user_id, session, secret, now)),
+             " last_step = excluded.last_step,"
+             " generation = CASE WHEN users.enabled_at IS NULL THEN users.generation + 1"
+             " ELSE users.generation END"
+             " WHERE users.secret IS NULL AND ((CAST(? AS BIGINT) = 0 AND users.enabled_at IS NULL)"
+             " OR (users.enabled_at IS NOT NULL AND users.generation = CAST(? AS BIGINT)))",
+             (user_id, secret, now, step, user_id, session, secret, now, expect, user_id, expect,
+              expect)),
             ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             *([("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))] if code_hashes else []),
             *[("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)", (user_id, h))

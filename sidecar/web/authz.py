@@ -205,11 +205,15 @@ class ForwardAuth:
                 401, "otp_required", "this account uses two-factor authentication: send a "
                 f"current code in the {parts.config.api.otp_header} header", required), None
         now = parts.clock()
+        stored = await parts.accounts.user(user)
+        if stored.locked_until > now:  # locked: nothing is compared, not even an open window
+            return "otp_invalid", json_error(401, "otp_invalid", "too many failed codes; try "
+                                             "again later", required), None
         state = await parts.accounts.cached_state(user)
         burst = self.bursts.key(reading.authorization, user, code, state.generation)
         if parts.config.api.burst_seconds and await self.bursts.passes(burst, now):
             return None
-        if (await parts.accounts.user(user)).secret is None:  # no code can be right: none compared
+        if stored.secret is None:  # no code can be right: none compared
             return "otp_required", json_error(401, "otp_required", keys_only, required), None
         result = await parts.accounts.check(user, code, reading.client, allow_recovery=False)
         if result.check is Check.OK:

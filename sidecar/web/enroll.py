@@ -62,7 +62,8 @@ class EnrollPage:
                 return fields
             rd = pages.rd(visit, fields.get("rd"), "")
             result, codes, generation = await parts.accounts.complete_enrollment(
-                visit.user, fields.get("code", ""), visit.client, session=session)
+                visit.user, fields.get("code", ""), visit.client, session=session,
+                expect=visit.expect)
             parts.metrics.checked("enroll_" + result.check.value)
             if result.check is Check.OK:
                 response = (CodesPage(pages).hand_over(visit, codes, rd, "enabled") if codes else

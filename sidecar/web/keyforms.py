@@ -58,7 +58,8 @@ class KeyForms:
             return fields
         result = await self.passkeys.register(visit.user, self.views.session(visit),
                                               fields.get("credential", ""), fields.get("name", ""),
-                                              self.views.rp(visit), visit.client)
+                                              self.views.rp(visit), visit.client,
+                                              expect=visit.expect)
         self.parts.metrics.key_checked("register_" + result.check.value)
         if result.check is not KeyCheck.OK:
             return await pages.settings_page(visit, 400, form_error="key-add",

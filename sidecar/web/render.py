@@ -61,6 +61,15 @@ class Visit:
         return self.verdict is not None and self.verdict.enrolled
 
     @property
+    def expect(self) -> int:
+        """The 2FA state a change made from this page must still find in storage: 0 (2FA off)
+        for a session that has not passed, else the generation its pass was checked against.
+        A write guarded by it fails when 2FA was turned on (or reset) since this page read it."""
+        if self.verdict is None or not self.verdict.enrolled or not self.verdict.verified:
+            return 0
+        return self.verdict.generation
+
+    @property
     def account(self) -> str:
         """The name shown in the authenticator app: e-mail when known, else the user id."""
         if self.identity is None:

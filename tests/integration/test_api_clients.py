@@ -115,3 +115,22 @@ async def test_the_burst_window_is_shared_by_every_instance(env: Env) -> None:
     finally:
         await on_b.aclose()
         await other.parts.storage.close()
+
+
+async def test_a_locked_user_gets_no_comparison_not_even_with_an_open_window(env: Env) -> None:
+    """alice's script opened a burst window with the current code; an attacker with her
+    password guesses X-OTP values with the same Authorization. Once the guesses lock alice,
+    no value is compared any more — not even the one that would match the open window."""
+    browser = env.browser()
+    await browser.login("alice")
+    secret, _ = await browser.enroll()
+    env.clock.advance(30)
+    code, auth = env.code(secret), basic("alice", "alice-password")
+    assert (await api(env, auth, code)).status_code == 200  # the script's window is open
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(env.config.throttle.max_failures):
+        assert (await api(env, auth, wrong)).json()["error"] == "otp_invalid"
+    assert (await env.sidecar.parts.storage.get_user("alice")).locked_until > env.clock()
+    locked = await api(env, auth, code)  # the right code, inside the open window
+    assert locked.status_code == 401 and locked.json()["error"] == "otp_invalid"
+    assert "try again later" in locked.json()["detail"]

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from sidecar.primary import IntrospectResolver
+from sidecar.web.app import create_app
 from tests.authenticator import SoftKey, b64, page_options, unb64
 from tests.conftest import Browser, Env, FakeClock, make_config, running_env
 
@@ -389,3 +392,34 @@ async def test_each_host_is_its_own_relying_party(env: Env) -> None:
     browser.host = "app.test"
     csrf, options = await key_page(browser)
     assert (await answer(browser, csrf, key.assert_(options, ORIGIN))).status_code == 303
+
+
+async def test_a_settings_page_read_before_2fa_was_turned_on_adds_no_key(env: Env) -> None:
+    """The attacker has alice's password, not her phone. On instance B (which has not yet read
+    the change that alice just turned 2FA on, on instance A) his settings page still says "2FA
+    off" and hands out a key registration. His key's answer must not be stored: storage checks
+    that 2FA is still off when the first key is written, and he gets no 2FA pass."""
+    other = create_app(env.config, clock=env.clock,
+                       resolver=IntrospectResolver(env.config, client=env.app_client))
+    await other.parts.storage.open()
+    await other.parts.accounts.states.poll()  # B has read the feed: its memory is trusted
+    on_b = httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://app.test")
+    try:
+        attacker = replace(env, sidecar=other, client=on_b).browser()
+        await attacker.login("alice")
+        csrf, page = await attacker.form_token("/_2fa/settings")
+        options = page_options(page, "create")
+        victim = env.browser()
+        await victim.login("alice")
+        await victim.enroll()  # on A: 2FA is on, B does not know yet
+        answer = SoftKey().register(options, ORIGIN, None)
+        sent = await attacker.post("/_2fa/keys/add", {"csrf": csrf, "name": "mine",
+                                                       "credential": answer})
+        assert sent.status_code in (303, 400) and "recovery-codes" not in sent.headers.get(
+            "location", "")
+        assert await env.sidecar.parts.storage.credentials("alice") == []
+        assert "totp_sidecar" not in attacker.cookies
+        assert (await attacker.auth()).status_code == 401  # still asked for alice's code
+    finally:
+        await on_b.aclose()
+        await other.parts.aclose()

@@ -38,7 +38,7 @@ async def test_a_first_key_turns_2fa_on_with_recovery_codes(storage: SQLStorage)
     assert user.enrolled and user.secret is None and user.recovery_left == 2
     assert await storage.credentials("alice") == [key()]
     assert await storage.count_enrolled() == 1
-    assert await storage.add_credential(key("cred-2"), [], NOW + 1) == 1  # not a first factor
+    assert await storage.add_credential(key("cred-2"), [], NOW + 1, expect=1) == 1  # a second key
     assert (await storage.get_user("alice")).recovery_left == 2
 
 
@@ -104,3 +104,58 @@ async def test_disable_removes_every_key_and_challenge(storage: SQLStorage) -> N
     assert await storage.credentials("alice") == []
     assert not await storage.use_challenge("c1", "alice", "s1", "signin", NOW)
     assert not await storage.disable("alice")
+
+
+async def test_a_page_read_before_2fa_was_turned_on_adds_no_key(storage: SQLStorage) -> None:
+    """An attacker with the password opened settings while alice had 2FA off; alice then
+    turned it on (an app) before his key's answer arrived: his key is not added, her recovery
+    codes stay hers, nothing else changes."""
+    await storage.put_pending("alice", "victim", "SECRET", NOW + 600, NOW)
+    assert await storage.complete_enrollment("alice", "victim", "SECRET", 5, ["mine"], NOW) == 1
+    assert await storage.add_credential(key("attacker"), ["his"], NOW + 1, expect=0) is None
+    assert await storage.credentials("alice") == []
+    user = await storage.get_user("alice")
+    assert (user.generation, user.recovery_left) == (1, 1)
+    assert await storage.use_recovery_code("alice", "mine", NOW + 2)
+
+
+async def test_a_key_is_added_only_at_the_generation_the_page_was_verified_at(
+        storage: SQLStorage) -> None:
+    assert await storage.add_credential(key("first"), ["h"], NOW) == 1
+    await storage.disable("alice")  # an admin reset: generation 2, 2FA off
+    assert await storage.add_credential(key("late"), [], NOW + 1, expect=1) is None
+    assert await storage.credentials("alice") == []
+    assert not (await storage.get_user("alice")).enrolled
+
+
+async def test_an_app_is_not_set_up_over_a_key_turned_on_since(storage: SQLStorage) -> None:
+    """The app route: a set-up page read while 2FA was off (``expect`` 0) adds no secret once
+    a key turned 2FA on; a verified page (``expect`` = the generation) adds it without a new
+    generation (other sessions and remembered devices keep working)."""
+    await storage.put_pending("alice", "attacker", "HIS", NOW + 600, NOW)
+    assert await storage.add_credential(key("hers"), ["h"], NOW) == 1
+    assert await storage.complete_enrollment("alice", "attacker", "HIS", 5, ["x"], NOW + 1) is None
+    assert (await storage.get_user("alice")).secret is None
+    await storage.put_pending("alice", "owner", "MINE", NOW + 600, NOW)
+    assert await storage.complete_enrollment("alice", "owner", "MINE", 5, [], NOW + 2,
+                                             expect=1) == 1
+    user = await storage.get_user("alice")
+    assert user.secret == "MINE" and user.generation == 1 and user.recovery_left == 1
+
+
+async def test_feed_rows_are_stamped_by_the_database_clock(storage: SQLStorage,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer whose clock is 400 s behind (``users reset`` from another host) stamps its
+    change with the database's time, so another writer's prune (rows older than 300 s) keeps
+    it until every instance has read it: a revocation is never pruned unread."""
+    import time as clock
+
+    real = clock.time
+    monkeypatch.setattr(clock, "time", lambda: real() - 400)
+    assert await storage.add_credential(key(), ["h"], NOW) == 1  # writes a feed row
+    await storage.disable("alice")  # another feed row, from the late clock
+    monkeypatch.setattr(clock, "time", real)
+    bounds = await storage.feed_bounds()
+    assert bounds is not None
+    rows = await storage._fetch("SELECT at FROM feed", ())
+    assert rows and all(abs(int(at) - real()) < 60 for (at,) in rows), rows
