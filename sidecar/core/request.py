@@ -53,6 +53,8 @@ RESET_GRANT_COOKIE = "totp_sidecar_reset_grant"
 RESET_COOKIES = (RESET_NONCE_COOKIE, RESET_GRANT_COOKIE)
 #: Binds set-up to a browser when the app session has no cookie (an authenticator that sets none).
 ENROLL_COOKIE = "totp_sidecar_enroll"
+#: Where the headers of a request are kept in its ASGI scope once read (see ``Door.read``).
+READ_HEADERS = "totp_sidecar.headers"
 #: Methods that never log anyone in: any other may give the app session to another user.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -269,7 +271,7 @@ class Door:
         client = scope.get("client")
         peer = str(client[0]) if client else ""
         trusted = bool(peer) and bool(self.is_trusted(peer))
-        headers = Headers(scope.get("headers", []))
+        headers = scope.get(READ_HEADERS) or Headers(scope.get("headers", []))
         cookie_lines = [v.decode("latin-1") for v in headers.lines("cookie")]
         cookies = read_cookies(cookie_lines, self.watched)
         problem = cookies.problem
