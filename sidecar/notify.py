@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from sidecar.config import EmailConfig, NotifyConfig, WebhookConfig
+from sidecar.core.apps import DEFAULT_APP, split_key
 
 log = logging.getLogger("sidecar.notify")
 QUEUE_LIMIT = 1000
@@ -44,12 +45,19 @@ ADVICE = "If this was not you, contact your administrator at once."
 @dataclass(frozen=True, slots=True)
 class Notice:
     event: str
-    user: str
+    user: str  # the user's storage key (the user in an app's users namespace)
     at: int
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def account(self) -> str:
+        """The user id as the app names it (without the users namespace)."""
+        return split_key(self.user)[1]
+
     def payload(self) -> dict[str, Any]:
-        return {"event": self.event, "user": self.user, "time": self.at, "detail": self.detail}
+        namespace, account = split_key(self.user)
+        out = {"event": self.event, "user": account, "time": self.at, "detail": self.detail}
+        return out if namespace == DEFAULT_APP else {**out, "users_namespace": namespace}
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -59,7 +67,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 def mail_text(notice: Notice, issuer: str) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(notice.at))
-    lines = [f"{SUBJECTS[notice.event]} ({issuer}, account {notice.user}, {when})."]
+    lines = [f"{SUBJECTS[notice.event]} ({issuer}, account {notice.account}, {when})."]
     if notice.event == "recovery_code_used" and "remaining" in notice.detail:
         lines.append(f"You have {notice.detail['remaining']} recovery codes left.")
     lines += ["", ADVICE]

@@ -172,8 +172,8 @@ class Apps:
             return default
         headers = Headers(scope.get("headers", []))
         scope[READ_HEADERS] = headers
-        client = scope.get("client")
-        trusted = bool(client) and bool(default.door.is_trusted(str(client[0])))
+        client = scope.get("client") or ("",)
+        trusted = bool(client[0]) and bool(default.door.is_trusted(str(client[0])))
         try:
             forwarded = headers.forwarded()
             if kind == "page":
