@@ -92,7 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("starting", extra={"event": "starting", "version": __version__,
                                 "listen": f"{host}:{port}", "workers": args.workers,
                                 "storage": describe_storage(config),
-                                "resolver": config.primary.resolver})
+                                "resolver": config.primary.resolver,
+                                "apps": [app.name for app in config.every_app]})
     options: dict[str, Any] = dict(
         proxy_headers=False, server_header=False, ws="none", log_level=config.server.log_level,
         access_log=False, lifespan="on", timeout_graceful_shutdown=GRACEFUL_SECONDS,
