@@ -25,7 +25,13 @@ from sidecar.core.forwarded import (
     page_origin,
 )
 from sidecar.core.policy import Level, Policy, Rule, exact_path_rule
-from sidecar.core.request import ENROLL_COOKIE, READ_HEADERS, RESET_COOKIES, Door, Headers
+from sidecar.core.request import (
+    ENROLL_COOKIE,
+    READ_HEADERS,
+    RESET_COOKIES,
+    Door,
+    Headers,
+)
 from sidecar.decision import Decision
 from sidecar.devices import Devices
 from sidecar.errors import BadForwardedRequest
@@ -130,6 +136,7 @@ class Apps:
         self.by_name: dict[str, Parts] = {}
         self._hosts: list[tuple[str, tuple[str, ...]]] = []
         self._chosen: dict[str, Parts | None] = {}
+        self._routes: dict[tuple[Any, ...], Parts | None] = {}  # a request's (hot path)
 
     def add(self, parts: Parts, hosts: tuple[str, ...]) -> None:
         self.by_name[parts.app] = parts
@@ -170,9 +177,22 @@ class Apps:
         default = self.default
         if len(self.by_name) == 1:
             return default
+        raw = scope.get("headers", [])
+        client = scope.get("client") or ("",)
+        # The choice is a function of these alone: the same request again is answered from memory.
+        memo = (kind, client[0], scope.get("scheme"), tuple(raw))
+        if memo in self._routes:
+            return self._routes[memo]
+        if len(self._routes) >= HOST_CACHE_LIMIT:
+            self._routes.clear()
+        chosen = self._routes[memo] = self._choose_for(scope, kind, client)
+        return chosen
+
+    def _choose_for(self, scope: MutableMapping[str, Any], kind: str,
+                    client: tuple[Any, ...]) -> Parts | None:
+        default = self.default
         headers = Headers(scope.get("headers", []))
         scope[READ_HEADERS] = headers
-        client = scope.get("client") or ("",)
         trusted = bool(client[0]) and bool(default.door.is_trusted(str(client[0])))
         try:
             forwarded = headers.forwarded()
