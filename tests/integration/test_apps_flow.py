@@ -222,3 +222,30 @@ async def test_a_catch_all_top_level_app_serves_unclaimed_hosts(tmp_path: Path,
         assert (await env.sidecar.parts.storage.get_user("alice")).enrolled
         a = await on("a.test", env)
         assert (await a.auth("/")).status_code == 401  # the same (top-level) users
+
+
+async def test_a_host_read_two_ways_is_refused_not_routed(apps: tuple[Env, Any]) -> None:
+    """Two X-Original-URL lines (one per app) or two Host lines: the top-level app's door
+    refuses them as it always has (400), never one app's answer for the other's host."""
+    env, other = apps
+    b = await login_b(env, other)
+    headers = [("accept", "text/html"), ("cookie", b.cookie_header()),
+               ("x-original-url", "http://b.test/"), ("x-original-url", "http://a.test/")]
+    twice = await env.client.get("/auth/nginx", headers=httpx.Headers(headers))
+    assert twice.status_code == 400 and twice.json()["error"] == "bad_request"
+    pages = await env.client.get("/_2fa/settings", headers=httpx.Headers(
+        [("accept", "text/html"), ("host", "b.test"), ("host", "a.test")]))
+    assert pages.status_code == 400
+
+
+async def test_the_same_request_again_goes_to_the_same_app(apps: tuple[Env, Any]) -> None:
+    env, other = apps
+    b = await login_b(env, other)
+    a = await on("a.test", env)
+    await a.enroll()
+    for _ in range(3):  # remembered choices never mix the two hosts up
+        assert (await b.auth("/")).headers.get("remote-user") == "alice"
+        assert (await a.auth("/")).status_code == 200
+        a.cookies["demo_session"], kept = "other", a.cookies["demo_session"]
+        assert (await a.auth("/")).status_code == 200  # nobody logged in: anonymous
+        a.cookies["demo_session"] = kept
