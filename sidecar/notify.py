@@ -95,10 +95,12 @@ async def retrying(send: Callable[[], Awaitable[None]], retries: int, what: str,
 class Notifier:
     def __init__(self, config: NotifyConfig, issuer: str,
                  contact: Callable[[str], Awaitable[str]],
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | None = None,
+                 issuers: dict[str, str] | None = None) -> None:
         self.config = config
         self.contact = contact
         self.issuer = issuer
+        self.issuers = issuers or {}  # users namespace → the issuer its e-mails name
         self.enabled = bool(config.webhook or config.email)
         self._client = client
         self._queue: asyncio.Queue[Notice] = asyncio.Queue(QUEUE_LIMIT)
@@ -175,8 +177,9 @@ class Notifier:
         message = EmailMessage()
         message["From"] = settings.sender
         message["To"] = email
-        message["Subject"] = f"[{self.issuer}] {SUBJECTS[notice.event]}"
-        message.set_content(mail_text(notice, self.issuer))
+        issuer = self.issuers.get(split_key(notice.user)[0], self.issuer)
+        message["Subject"] = f"[{issuer}] {SUBJECTS[notice.event]}"
+        message.set_content(mail_text(notice, issuer))
 
         async def send() -> None:
             await aiosmtplib.send(

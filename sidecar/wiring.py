@@ -215,7 +215,11 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
     and ``clock`` may be given."""
     storage = storage or make_storage(config)
     metrics = Metrics()
-    notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact)
+    issuers: dict[str, str] = {}  # a namespace's notices name the issuer of its first app
+    for app in config.every_app:
+        issuers.setdefault(app.users_namespace, app.config.totp.issuer)
+    notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact,
+                        issuers=issuers)
 
     def on_event(event: str, user: str, detail: dict[str, Any]) -> None:
         metrics.event(event)

@@ -23,10 +23,12 @@ import httpx
 import pytest
 
 from sidecar.config import Config, parse_config
-from sidecar.core.apps import storage_key
+from sidecar.core.apps import SEPARATOR, storage_key
 from sidecar.demo.app import create_demo_app
+from sidecar.notify import Notice, mail_text
 from sidecar.primary import IntrospectResolver
 from sidecar.web.app import create_app
+from sidecar.wiring import build_parts
 from tests.conftest import Browser, Env, FakeClock, config_dict
 
 pytestmark = pytest.mark.anyio
@@ -249,3 +251,16 @@ async def test_the_same_request_again_goes_to_the_same_app(apps: tuple[Env, Any]
         a.cookies["demo_session"], kept = "other", a.cookies["demo_session"]
         assert (await a.auth("/")).status_code == 200  # nobody logged in: anonymous
         a.cookies["demo_session"] = kept
+
+
+def test_notices_name_the_user_as_the_app_does_and_its_issuer(tmp_path: Path) -> None:
+    config = apps_config(tmp_path)
+    notice = Notice("enabled", storage_key("b", "alice"), 1_800_000_000)
+    assert notice.payload() == {"event": "enabled", "user": "alice", "time": 1_800_000_000,
+                                "detail": {}, "users_namespace": "b"}
+    assert Notice("enabled", "alice", 1).payload()["user"] == "alice"
+    assert "users_namespace" not in Notice("enabled", "alice", 1).payload()
+    assert "account alice," in mail_text(notice, "B Corp") and SEPARATOR not in mail_text(
+        notice, "B Corp")
+    parts = build_parts(config)
+    assert parts.notifier.issuers == {"default": "Test App", "b": "B Corp", "d": "Test App"}
