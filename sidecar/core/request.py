@@ -267,7 +267,10 @@ class Door:
         return frozenset(self.session_cookies) | frozenset(self.own_cookies)
 
     def read(self, scope: Mapping[str, Any]) -> Reading:
-        """The one reading of a request (ASGI scope); ambiguity is reported, never raised."""
+        """The one reading of a request (ASGI scope); ambiguity is reported, never raised.
+
+        Headers already read to choose the request's app (``READ_HEADERS`` in the scope,
+        ``sidecar.wiring.Apps.for_request``) are taken as they are, not read again."""
         client = scope.get("client")
         peer = str(client[0]) if client else ""
         trusted = bool(peer) and bool(self.is_trusted(peer))
