@@ -135,7 +135,8 @@ class Accounts:
                                   session: str = "") -> tuple[CheckResult, list[str], int]:
         """Verify a code from this session's pending secret; on success 2FA is on.
 
-        Returns the result, the new recovery codes (shown once) and the new generation.
+        Returns the result, the new recovery codes (shown once) and the new generation. A user
+        whose security keys have 2FA on already keeps the recovery codes (none are returned).
         """
         now = int(self.clock())
         attempt = await self.throttle.reserve(user_id, client, now)
@@ -147,18 +148,31 @@ class Accounts:
             step = totp.match_step(self.box.open(user_id, sealed), code, now, self.params)
         codes: list[str] = []
         generation = None
+        first = False
         if sealed is not None and step is not None:
-            codes = recovery.new_codes()
+            first = not (await self.storage.get_user(user_id)).enrolled
+            codes = recovery.new_codes() if first else []
             generation = await self.storage.complete_enrollment(
-                user_id, session, sealed, step, self._hashes(user_id, codes), now)
+                user_id, session, sealed, step, self.hashes(user_id, codes), now)
         if generation is None:  # wrong code, none pending, or another request enrolled it
             return await self._failed(user_id, client, now, attempt, SIGNIN), [], 0
         await self.throttle.passed(user_id, SIGNIN, attempt)
-        self.forget(user_id)
-        await self.audit("enabled", user_id, client)
+        if first:
+            await self.enabled(user_id, client)
+        else:
+            self.forget(user_id)
+            await self.audit("app_added", user_id, client)
         return CheckResult(Check.OK, recovery_left=len(codes)), codes, generation
 
-    def _hashes(self, user_id: str, codes: list[str]) -> list[str]:
+    async def enabled(self, user_id: str, client: str, method: str = "") -> None:
+        """2FA was just turned on by a first factor (an app, or a security key: ``method``)."""
+        self.forget(user_id)
+        if method:
+            await self.audit("enabled", user_id, client, method=method)
+        else:
+            await self.audit("enabled", user_id, client)
+
+    def hashes(self, user_id: str, codes: list[str]) -> list[str]:
         return [recovery.code_hash(self.config.hash_key, user_id, recovery.normalize(c) or "")
                 for c in codes]
 
@@ -172,7 +186,7 @@ class Accounts:
         """
         now = int(self.clock())
         user = await self.storage.get_user(user_id)
-        if not user.enrolled or user.secret is None:
+        if not user.enrolled:  # with security keys only, recovery codes still work here
             return CheckResult(Check.NOT_ENROLLED)
         attempt = await self.throttle.reserve(user_id, client, now, scope)
         if attempt.failure_id is None:
@@ -238,7 +252,7 @@ class Accounts:
 
     async def new_recovery_codes(self, user_id: str, client: str) -> list[str]:
         codes = recovery.new_codes()
-        await self.storage.replace_recovery_codes(user_id, self._hashes(user_id, codes))
+        await self.storage.replace_recovery_codes(user_id, self.hashes(user_id, codes))
         await self.audit("codes_regenerated", user_id, client)
         return codes
 

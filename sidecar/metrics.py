@@ -1,10 +1,10 @@
 """Prometheus metrics (prometheus_client), one registry per running sidecar.
 
-Decisions by outcome, code checks by result, audit events (enrollments, lockouts, ...), a
-latency histogram of the forward-auth endpoints, the app's who-am-I calls (latency, errors by
-kind), storage errors, build info, and the number of enrolled users (counted at most once a
-minute, when /metrics is read). Label children are looked up once and kept, so the hot path
-pays a dict lookup and an increment.
+Decisions by outcome, code checks and security-key checks by result, audit events
+(enrollments, lockouts, ...), a latency histogram of the forward-auth endpoints, the app's
+who-am-I calls (latency, errors by kind), storage errors, build info, and the number of
+enrolled users (counted at most once a minute, when /metrics is read). Label children are
+looked up once and kept, so the hot path pays a dict lookup and an increment.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class Metrics:
         self._checks = Counter("totp_sidecar_code_checks",
                                "Codes checked on the pages and in X-OTP, by result.",
                                ["result"], registry=self.registry)
+        self._key_checks = Counter("totp_sidecar_key_checks",
+                                   "Security key and passkey answers checked, by result: ok, "
+                                   "invalid, no_challenge, foreign, counter, duplicate, locked.",
+                                   ["result"], registry=self.registry)
         self._events = Counter("totp_sidecar_events",
                                "Audit events: enabled, disabled, locked, recovery_code_used, ...",
                                ["event"], registry=self.registry)
@@ -71,6 +75,9 @@ class Metrics:
 
     def checked(self, result: str) -> None:
         self._checks.labels(result).inc()
+
+    def key_checked(self, result: str) -> None:
+        self._key_checks.labels(result).inc()
 
     def event(self, name: str) -> None:
         self._events.labels(name).inc()

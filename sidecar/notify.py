@@ -38,6 +38,8 @@ SUBJECTS = {
     "codes_regenerated": "New recovery codes were made for your account",
     "locked": "Your account was locked after too many wrong codes",
     "admin_reset": "An administrator removed two-factor authentication from your account",
+    "key_added": "A security key or passkey was added to your account",
+    "key_removed": "A security key or passkey was removed from your account",
 }
 ADVICE = "If this was not you, contact your administrator at once."
 
@@ -70,6 +72,8 @@ def mail_text(notice: Notice, issuer: str) -> str:
     lines = [f"{SUBJECTS[notice.event]} ({issuer}, account {notice.account}, {when})."]
     if notice.event == "recovery_code_used" and "remaining" in notice.detail:
         lines.append(f"You have {notice.detail['remaining']} recovery codes left.")
+    if notice.event in ("key_added", "key_removed") and "key" in notice.detail:
+        lines.append(f"Key: {notice.detail['key']}")
     lines += ["", ADVICE]
     return "\n".join(lines) + "\n"
 

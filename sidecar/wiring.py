@@ -1,7 +1,7 @@
 """The composition root: the one place where the parts of a running sidecar are chosen and joined.
 
 ``build_parts(config)`` makes each part once (storage, the app's who-am-I resolver, the
-account service, passes, remembered devices, the one door, the one decision, metrics,
+account service, passes, remembered devices, security keys, the one door, the one decision, metrics,
 notices) and hands them over as ``Parts``. The web app, the command line, the benchmarks and
 the tests build here and nowhere else; a test replaces a part by passing it in (a storage,
 a resolver talking to an in-process app, a fixed clock).
@@ -26,6 +26,7 @@ from sidecar.core.forwarded import (
 )
 from sidecar.core.policy import Level, Policy, Rule, exact_path_rule
 from sidecar.core.request import (
+    CODES_COOKIE,
     ENROLL_COOKIE,
     READ_HEADERS,
     RESET_COOKIES,
@@ -38,6 +39,7 @@ from sidecar.errors import BadForwardedRequest
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
 from sidecar.passes import Passes
+from sidecar.passkeys import Passkeys
 from sidecar.primary import HeaderResolver, IntrospectResolver, Resolver
 from sidecar.storage import SQLiteStorage, Storage
 
@@ -72,7 +74,8 @@ def make_resolver(config: Config, metrics: Metrics | None = None) -> Resolver:
 def make_door(config: Config) -> Door:
     """How requests are read: which cookies and headers matter, which peers are believed."""
     names = config.primary.header
-    own = (config.cookie.name, config.remember_device.cookie_name, ENROLL_COOKIE, *RESET_COOKIES)
+    own = (config.cookie.name, config.remember_device.cookie_name, ENROLL_COOKIE, CODES_COOKIE,
+           *RESET_COOKIES)
     return Door(own, config.primary.session_cookies,
                 (names.user, names.email, names.name, names.groups)
                 if config.primary.resolver == "header" else None,
@@ -114,6 +117,7 @@ class Parts:
     devices: Devices | None
     door: Door
     decision: Decision
+    passkeys: Passkeys
     app: str = DEFAULT_APP
     namespace: str = DEFAULT_APP  # the app's users_namespace (core.apps.storage_key)
     apps: Apps = field(default_factory=lambda: Apps(), repr=False, compare=False)
@@ -229,6 +233,7 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
     remember = config.remember_device
     devices = (Devices(storage, config.signing_keys, remember.max_days) if remember.enabled
                else None)
+    passkeys = Passkeys(accounts, storage)  # one for every app: its users by storage key
     apps = Apps()
     given = dict(resolvers or {})
     if resolver is not None:
@@ -241,7 +246,8 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
         decision = Decision(settings, app_resolver, accounts, passes, devices, clock,
                             make_policy(settings), namespace=app.users_namespace)
         return Parts(settings, clock, storage, app_resolver, metrics, notifier, accounts, passes,
-                     devices, make_door(settings), decision, app.name, app.users_namespace, apps)
+                     devices, make_door(settings), decision, passkeys, app.name, app.users_namespace,
+                     apps)
 
     for app in config.every_app:
         apps.add(app_parts(app), app.hosts)

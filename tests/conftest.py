@@ -134,7 +134,10 @@ class Browser:
         assert key, page
         secret = key.group(1).replace(" ", "")
         code = pyotp.TOTP(secret).at(int(self.env.clock()))
-        done = await self.post("/_2fa/enroll", {"csrf": csrf, "code": code})
+        made = await self.post("/_2fa/enroll", {"csrf": csrf, "code": code})
+        assert made.status_code == 303, made.text  # POST, then GET: Back never resubmits
+        assert made.headers["location"] == "/_2fa/recovery-codes"
+        done = await self.get("/_2fa/recovery-codes")
         assert done.status_code == 200, done.text
         codes = re.findall(r"<code>([a-z2-9]{5}-[a-z2-9]{5})</code>", done.text)
         assert len(codes) == 20

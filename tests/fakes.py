@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from itertools import count
 
-from sidecar.storage import SIGNIN, Attempt, Device, Event, Limits, Scope, UserState
+from sidecar.storage import SIGNIN, Attempt, Credential, Device, Event, Limits, Scope, UserState
 
 
 @dataclass
@@ -33,6 +33,8 @@ class MemoryStorage:
     contacts: dict[str, str] = field(default_factory=dict)
     devices_: dict[str, Device] = field(default_factory=dict)
     grants: dict[str, tuple[str, int, int | None]] = field(default_factory=dict)
+    credentials_: dict[str, Credential] = field(default_factory=dict)
+    challenges: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)
     ids: count[int] = field(default_factory=lambda: count(1))
     opened: bool = False
 
@@ -58,12 +60,14 @@ class MemoryStorage:
         return [await self.get_user(u) for u in sorted(self.users)]
 
     async def count_enrolled(self) -> int:
-        return sum(1 for user in self.users.values() if user.secret is not None)
+        return sum(1 for user in self.users.values() if user.enrolled)
 
     async def disable(self, user_id: str) -> bool:
         user = self._user(user_id)
-        if user.secret is None:
+        if not user.enrolled:
             return False
+        self.credentials_ = {k: c for k, c in self.credentials_.items() if c.user_id != user_id}
+        self.challenges = {k: c for k, c in self.challenges.items() if c[0] != user_id}
         self.users[user_id] = replace(user, secret=None, enabled_at=None,
                                       generation=user.generation + 1, locked_until=0)
         self.codes.pop(user_id, None)
@@ -113,9 +117,10 @@ class MemoryStorage:
         self.pending = {k: v for k, v in self.pending.items() if k[0] != user_id}
         user = self._user(user_id)
         generation = user.generation + 1
-        self.users[user_id] = replace(user, secret=secret, enabled_at=now, last_step=step,
-                                      generation=generation)
-        self.codes[user_id] = dict.fromkeys(code_hashes)
+        self.users[user_id] = replace(user, secret=secret, enabled_at=user.enabled_at or now,
+                                      last_step=step, generation=generation)
+        if code_hashes:
+            self.codes[user_id] = dict.fromkeys(code_hashes)
         return generation
 
     async def use_step(self, user_id: str, secret: str, step: int) -> bool:
@@ -127,7 +132,7 @@ class MemoryStorage:
 
     async def use_recovery_code(self, user_id: str, code_hash: str, now: int) -> bool:
         codes = self.codes.get(user_id, {})
-        if self._user(user_id).secret is None or code_hash not in codes or codes[code_hash]:
+        if not self._user(user_id).enrolled or code_hash not in codes or codes[code_hash]:
             return False
         codes[code_hash] = now
         return True
@@ -221,4 +226,59 @@ class MemoryStorage:
         if found is None or found[2] is not None or found[1] <= now:
             return False
         self.grants[grant_id] = (found[0], found[1], now)
+        return True
+
+    # -- security keys ------------------------------------------------------------------
+    async def add_challenge(self, challenge: str, user_id: str, session: str, purpose: str,
+                            expires_at: int, now: int) -> None:
+        self.challenges = {k: c for k, c in self.challenges.items() if c[3] > now}
+        self.challenges[challenge] = (user_id, session, purpose, expires_at)
+
+    async def use_challenge(self, challenge: str, user_id: str, session: str, purpose: str,
+                            now: int) -> bool:
+        found = self.challenges.get(challenge)
+        if found is None or found[:3] != (user_id, session, purpose) or found[3] <= now:
+            return False
+        del self.challenges[challenge]
+        return True
+
+    async def credentials(self, user_id: str) -> list[Credential]:
+        return sorted((c for c in self.credentials_.values() if c.user_id == user_id),
+                      key=lambda c: (c.created_at, c.credential_id))
+
+    async def credential(self, credential_id: str) -> Credential | None:
+        return self.credentials_.get(credential_id)
+
+    async def add_credential(self, credential: Credential, code_hashes: list[str],
+                             now: int) -> int | None:
+        if credential.credential_id in self.credentials_:
+            return None
+        self.credentials_[credential.credential_id] = credential
+        user = self._user(credential.user_id)
+        if code_hashes and not user.enrolled:
+            user = replace(user, enabled_at=now, generation=user.generation + 1)
+            self.users[user.user_id] = user
+            self.codes[user.user_id] = dict.fromkeys(code_hashes)
+        return user.generation
+
+    async def use_credential(self, user_id: str, credential_id: str, old_count: int,
+                             new_count: int, now: int) -> bool:
+        found = self.credentials_.get(credential_id)
+        if found is None or found.user_id != user_id or found.sign_count != old_count:
+            return False
+        self.credentials_[credential_id] = replace(found, sign_count=new_count, last_used=now)
+        return True
+
+    async def rename_credential(self, user_id: str, credential_id: str, name: str) -> bool:
+        found = self.credentials_.get(credential_id)
+        if found is None or found.user_id != user_id:
+            return False
+        self.credentials_[credential_id] = replace(found, name=name)
+        return True
+
+    async def remove_credential(self, user_id: str, credential_id: str) -> bool:
+        found = self.credentials_.get(credential_id)
+        if found is None or found.user_id != user_id:
+            return False
+        del self.credentials_[credential_id]
         return True

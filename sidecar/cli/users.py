@@ -75,6 +75,9 @@ async def _users(config: Config, action: str, name: str | None, as_json: bool,
                 print(f"totp-sidecar: {name}: no such user", file=sys.stderr)
                 return 1
             print(_describe(dataclasses.replace(user, user_id=name)))
+            for key in await storage.credentials(user_id):
+                used = f", last used {iso(key.last_used)}" if key.last_used else ", not used yet"
+                print(f"  security key {key.name!r}: added {iso(key.created_at)}{used}")
             for event in events:
                 print(f"  {iso(event.at)}  {event.event:<20} from {event.client or '-'}"
                       + "".join(f"  {k}={v}" for k, v in sorted(event.detail.items())))
@@ -83,7 +86,8 @@ async def _users(config: Config, action: str, name: str | None, as_json: bool,
             if not await accounts.disable(user_id, actor="admin"):
                 print(f"{name}: 2FA was not on; nothing changed")
                 return 1
-            print(f"{name}: 2FA removed; every 2FA cookie of this user has ended."
+            print(f"{name}: 2FA removed (app, security keys, recovery codes); every 2FA cookie"
+                  " of this user has ended."
                   " The user can set it up again.")
             return 0
         if not await accounts.unlock(user_id):

@@ -39,7 +39,7 @@ LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "ja")
 SOURCE_LANGUAGE = "en"
 LEVELS = ("bypass", "optional", "required", "deny")
 NOTICE_EVENTS: tuple[str, ...] = ("enabled", "disabled", "recovery_code_used", "codes_regenerated",
-                                  "locked", "admin_reset")
+                                  "locked", "admin_reset", "key_added", "key_removed")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 MIN_KEY_LENGTH = 32
 ENV_SIGNING_KEYS = "TOTP_SIDECAR_SIGNING_KEYS"
@@ -262,7 +262,7 @@ SCHEMA: tuple[Key | Section, ...] = (
        "name of the device cookie"),
     Section("notify", "notices on 2FA changes"),
     _k("notify.events", NOTICE_EVENTS, Texts(NOTICE_EVENTS), "which events send notices",
-       shown="all six"),
+       shown="all eight"),
     Section("notify.webhook", "a signed webhook (optional)"),
     _k("notify.webhook.url", "", Url(), "where notices are POSTed", required=True),
     _k("notify.webhook.secret", "", Text(),

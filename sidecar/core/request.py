@@ -55,6 +55,8 @@ RESET_COOKIES = (RESET_NONCE_COOKIE, RESET_GRANT_COOKIE)
 ENROLL_COOKIE = "totp_sidecar_enroll"
 #: Where the headers of a request are kept in its ASGI scope once read (see ``Door.read``).
 READ_HEADERS = "totp_sidecar.headers"
+#: Carries new recovery codes (sealed) from the POST that made them to the page that shows them.
+CODES_COOKIE = "totp_sidecar_codes"
 #: Methods that never log anyone in: any other may give the app session to another user.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -5,10 +5,22 @@ Storage imports the core and ``sidecar.errors`` only; which backend a config nam
 in ``sidecar.wiring``. The PostgreSQL backend (asyncpg) is imported only when used.
 """
 
+from sidecar.storage.credentials import Credential
 from sidecar.storage.records import RESET, SIGNIN, Attempt, Device, Event, Scope, UserState
-from sidecar.storage.roles import Attempts, Devices, Events, Grants, Keys, Limits, Storage, Users
+from sidecar.storage.roles import (
+    Attempts,
+    Credentials,
+    Devices,
+    Events,
+    Grants,
+    Keys,
+    Limits,
+    Storage,
+    Users,
+)
 from sidecar.storage.sql import SQLStorage
 from sidecar.storage.sqlite import SQLiteStorage
 
-__all__ = ["RESET", "SIGNIN", "Attempt", "Attempts", "Device", "Devices", "Event", "Events", "Grants",
-           "Keys", "Limits", "SQLStorage", "SQLiteStorage", "Scope", "Storage", "UserState", "Users"]
+__all__ = ["RESET", "SIGNIN", "Attempt", "Attempts", "Credential", "Credentials", "Device", "Devices",
+           "Event", "Events", "Grants", "Keys", "Limits", "SQLStorage", "SQLiteStorage", "Scope",
+           "Storage", "UserState", "Users"]

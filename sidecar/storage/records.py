@@ -57,4 +57,5 @@ class UserState:
 
     @property
     def enrolled(self) -> bool:
-        return self.secret is not None
+        """2FA is on: an authenticator app (``secret``), security keys, or both."""
+        return self.enabled_at is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from sidecar.storage.credentials import Credential
 from sidecar.storage.records import SIGNIN, Attempt, Device, Event, Scope, UserState
 
 
@@ -92,7 +93,25 @@ class Grants(Protocol):
     async def use_grant(self, grant_id: str, now: int) -> bool: ...
 
 
-class Storage(Users, Keys, Attempts, Events, Devices, Grants, Protocol):
+class Credentials(Protocol):
+    """Security keys and passkeys (WebAuthn): the registered credentials, and the challenges
+    handed out, each used once by the app session that asked for it."""
+
+    async def add_challenge(self, challenge: str, user_id: str, session: str, purpose: str,
+                            expires_at: int, now: int) -> None: ...
+    async def use_challenge(self, challenge: str, user_id: str, session: str, purpose: str,
+                            now: int) -> bool: ...
+    async def credentials(self, user_id: str) -> list[Credential]: ...
+    async def credential(self, credential_id: str) -> Credential | None: ...
+    async def add_credential(self, credential: Credential, code_hashes: list[str],
+                             now: int) -> int | None: ...
+    async def use_credential(self, user_id: str, credential_id: str, old_count: int,
+                             new_count: int, now: int) -> bool: ...
+    async def rename_credential(self, user_id: str, credential_id: str, name: str) -> bool: ...
+    async def remove_credential(self, user_id: str, credential_id: str) -> bool: ...
+
+
+class Storage(Users, Keys, Attempts, Events, Devices, Grants, Credentials, Protocol):
     """Every role, and the database's life: opened at start, closed at the end."""
 
     async def open(self) -> None: ...

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.storage.credentials import CredentialsSQL
 from sidecar.storage.records import SIGNIN, Attempt, Device, Event, Scope, UserState
 from sidecar.storage.roles import Limits
 
@@ -37,7 +38,7 @@ class Result:
         return self.rows[0][0] if self.rows else None
 
 
-class SQLStorage(abc.ABC):
+class SQLStorage(CredentialsSQL, abc.ABC):
     """Every Storage operation, written once in SQL that SQLite and PostgreSQL both run.
 
     A backend provides ``_run`` (statements as one transaction; with ``guard``, rolled back
@@ -99,19 +100,21 @@ class SQLStorage(abc.ABC):
 
         Only while the user has no secret: a set-up page left open (on another instance, whose
         cached state said "not enrolled") never replaces a secret that was turned on since.
-        The other sessions' pending secrets of the user end too.
+        The other sessions' pending secrets of the user end too. Without ``code_hashes`` (the
+        user has security keys, so 2FA is on already) the recovery codes stay as they are.
         """
         results = await self._run([
             ("INSERT INTO users (user_id, secret, enabled_at, last_step, generation)"
              " SELECT ?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), 1 WHERE EXISTS (SELECT 1 FROM"
              " pending WHERE user_id = ? AND session = ? AND secret = ? AND expires_at > ?)"
              " ON CONFLICT (user_id) DO UPDATE SET"
-             " secret = excluded.secret, enabled_at = excluded.enabled_at,"
+             " secret = excluded.secret,"
+             " enabled_at = COALESCE(users.enabled_at, excluded.enabled_at),"
              " last_step = excluded.last_step, generation = users.generation + 1"
              " WHERE users.secret IS NULL",
              (user_id, secret, now, step, user_id, session, secret, now)),
             ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
-            ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,)),
+            *([("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))] if code_hashes else []),
             *[("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)", (user_id, h))
               for h in code_hashes],
             ("SELECT generation FROM users WHERE user_id = ?", (user_id,)),
@@ -128,7 +131,7 @@ class SQLStorage(abc.ABC):
         (result,) = await self._run([(
             "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ?"
             " AND used_at IS NULL AND EXISTS (SELECT 1 FROM users WHERE users.user_id = ?"
-            " AND users.secret IS NOT NULL)", (now, user_id, code_hash, user_id))])
+            " AND users.enabled_at IS NOT NULL)", (now, user_id, code_hash, user_id))])
         return result.rowcount == 1
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
@@ -139,10 +142,12 @@ class SQLStorage(abc.ABC):
         await self._run(statements)
 
     async def disable(self, user_id: str) -> bool:
-        """2FA off: secret and codes gone, generation bumped so every 2FA cookie ends."""
+        """2FA off: secret, security keys and codes gone, generation bumped so every 2FA cookie ends."""
         results = await self._run([
             ("UPDATE users SET secret = NULL, enabled_at = NULL, generation = generation + 1,"
-             " locked_until = 0 WHERE user_id = ? AND secret IS NOT NULL", (user_id,)),
+             " locked_until = 0 WHERE user_id = ? AND enabled_at IS NOT NULL", (user_id,)),
+            ("DELETE FROM webauthn_credentials WHERE user_id = ?", (user_id,)),
+            ("DELETE FROM webauthn_challenges WHERE user_id = ?", (user_id,)),
             ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,)),
             ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
@@ -269,7 +274,7 @@ class SQLStorage(abc.ABC):
 
     async def count_enrolled(self) -> int:
         """How many users have 2FA on (one COUNT: the metrics gauge reads it now and then)."""
-        rows = await self._fetch("SELECT COUNT(*) FROM users WHERE secret IS NOT NULL", ())
+        rows = await self._fetch("SELECT COUNT(*) FROM users WHERE enabled_at IS NOT NULL", ())
         return int(rows[0][0])
 
     async def set_contact(self, user_id: str, email: str) -> None:

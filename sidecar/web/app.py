@@ -18,11 +18,13 @@ from sidecar.config import Config
 from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
 from sidecar.metrics import CONTENT_TYPE
 from sidecar.web.authz import Dialect, ForwardAuth, json_error
+from sidecar.web.codes import CodesPage
 from sidecar.web.cookies import Cookies
 from sidecar.web.enroll import EnrollPage
 from sidecar.web.headers import Receive, Scope, SecurityHeaders, Send, content_security_policy
 from sidecar.web.i18n import LanguageMiddleware
 from sidecar.web.i18n import gettext as _
+from sidecar.web.keyforms import KeyForms
 from sidecar.web.pages import Pages
 from sidecar.web.reset import ResetGate
 from sidecar.web.signout import SignOutPage
@@ -51,7 +53,8 @@ class Site:
                    Route("/metrics", top.metrics)] if top is not None else [])
         self.starlette = Starlette(
             routes=[*probes, *pages.routes(),
-                    *EnrollPage(pages).routes(), *SignOutPage(pages).routes(),
+                    *EnrollPage(pages).routes(), *CodesPage(pages).routes(),
+                    *SignOutPage(pages).routes(), *KeyForms(pages).routes(),
                     *(self.reset.routes() if self.reset else [])],
             exception_handlers={404: self.not_found, 405: self.not_allowed,
                                 Unavailable: self.unavailable,

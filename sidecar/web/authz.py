@@ -191,7 +191,12 @@ class ForwardAuth:
             code = reading.headers.single(self.otp_header).strip()
         except Ambiguous:
             code = "repeated"  # never a valid code: counted as a failure below
+        keys_only = ("this account signs in with a security key, which API calls cannot use: they "
+                     f"need an authenticator-app code in the {parts.config.api.otp_header} header "
+                     f"(set one up in {self.prefix}/settings) or a token")
         if not code:
+            if (await parts.accounts.user(user)).secret is None:
+                return "otp_required", json_error(401, "otp_required", keys_only, required), None
             return "otp_required", json_error(
                 401, "otp_required", "this account uses two-factor authentication: send a "
                 f"current code in the {parts.config.api.otp_header} header", required), None
@@ -200,6 +205,8 @@ class ForwardAuth:
         until = self._bursts.get(burst)
         if until is not None and now < until:
             return None
+        if (await parts.accounts.user(user)).secret is None:  # no code can be right: none compared
+            return "otp_required", json_error(401, "otp_required", keys_only, required), None
         result = await parts.accounts.check(user, code, reading.client, allow_recovery=False)
         if result.check is Check.OK:
             if parts.config.api.burst_seconds:

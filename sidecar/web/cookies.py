@@ -1,15 +1,18 @@
 """Every cookie the sidecar sets, written by one builder: HttpOnly always, SameSite, Secure over https.
 
 The 2FA cookie (``cookie.*``), the remembered device (``remember_device.*``), the set-up's
-browser binding and the reset gate's two cookies are all built by ``cookie_line``;
-``Cookies`` knows their names, lifetimes and paths from the config, and when ``Secure``
-applies (``cookie.secure``).
+browser binding, new recovery codes on their way to their page and the reset gate's two
+cookies are all built by ``cookie_line``; ``Cookies`` knows their names, lifetimes and paths
+from the config, and when ``Secure`` applies (``cookie.secure``).
 """
 
 from __future__ import annotations
 
 from sidecar.config import Config
-from sidecar.core.request import ENROLL_COOKIE, RESET_GRANT_COOKIE, RESET_NONCE_COOKIE
+from sidecar.core.request import CODES_COOKIE, ENROLL_COOKIE, RESET_GRANT_COOKIE, RESET_NONCE_COOKIE
+
+#: How long new recovery codes can be shown again (a reload) after the POST that made them.
+CODES_SECONDS = 900
 
 
 def cookie_line(name: str, value: str, max_age: int | None, secure: bool, path: str = "/",
@@ -49,6 +52,16 @@ class Cookies:
                            self.secure(scheme), path=f"{self.config.prefix}/enroll",
                            same_site="Strict")
 
+    def set_codes(self, sealed: str, scheme: str) -> str:
+        """New recovery codes (sealed) on their way from the POST that made them to the page
+        that shows them: that page only, never sent cross-site, a quarter of an hour at most."""
+        return cookie_line(CODES_COOKIE, sealed, CODES_SECONDS, self.secure(scheme),
+                           path=f"{self.config.prefix}/recovery-codes", same_site="Strict")
+
+    def clear_codes(self, scheme: str) -> str:
+        return cookie_line(CODES_COOKIE, "", 0, self.secure(scheme),
+                           path=f"{self.config.prefix}/recovery-codes", same_site="Strict")
+
     def set_reset_nonce(self, nonce: str, scheme: str) -> str:
         """The reset gate's anonymous CSRF nonce: for the gate page only, never sent cross-site."""
         return cookie_line(RESET_NONCE_COOKIE, nonce, None, self.secure(scheme),
@@ -69,7 +82,7 @@ class Cookies:
         lines = [self.clear_pass(scheme), self.clear_reset_grant(scheme),
                  cookie_line(config.remember_device.cookie_name, "", 0, secure),
                  cookie_line(ENROLL_COOKIE, "", 0, secure, path=f"{config.prefix}/enroll",
-                             same_site="Strict")]
+                             same_site="Strict"), self.clear_codes(scheme)]
         own = {config.cookie.name, config.remember_device.cookie_name, ENROLL_COOKIE,
                RESET_GRANT_COOKIE}
         lines += [cookie_line(name, "", 0, secure) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"

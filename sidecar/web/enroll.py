@@ -22,6 +22,7 @@ from starlette.routing import Route
 from sidecar.accounts import Check
 from sidecar.core import policy, totp
 from sidecar.core.request import ENROLL_COOKIE
+from sidecar.web.codes import CodesPage
 from sidecar.web.i18n import gettext as _
 from sidecar.web.render import Visit
 
@@ -47,10 +48,11 @@ class EnrollPage:
             return pages.signed_out(visit)
         parts = self.parts
         rd = pages.rd(visit, request.query_params.get("rd"), "")
-        if visit.enrolled:
+        if visit.enrolled:  # an app beside security keys only, from a verified session
             if not visit.verified:
                 return pages.go(f"{self.prefix}/challenge?{urlencode({'rd': rd or '/'})}")
-            return pages.go(rd or self.prefix + "/settings")
+            if (await parts.accounts.user(visit.user)).secret is not None:
+                return pages.go(rd or self.prefix + "/settings")
         session, nonce = self.binding(visit)
         error = ""
         status = 200
@@ -63,7 +65,8 @@ class EnrollPage:
                 visit.user, fields.get("code", ""), visit.client, session=session)
             parts.metrics.checked("enroll_" + result.check.value)
             if result.check is Check.OK:
-                response = pages.codes_page(visit, codes, rd, "enabled")
+                response = (CodesPage(pages).hand_over(visit, codes, rd, "enabled") if codes else
+                            pages.go(f"{self.prefix}/settings?notice=app_added"))
                 response.headers.append("set-cookie", pages.pass_cookie(visit, generation))
                 return response
             error = pages.check_message(result)

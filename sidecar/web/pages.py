@@ -10,10 +10,10 @@ token bound to the user and the primary session, comes from the same site (``Ori
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -26,35 +26,35 @@ from sidecar.core.forwarded import page_origin, safe_redirect
 from sidecar.core.policy import Target
 from sidecar.core.tokens import CSRF, Signer
 from sidecar.errors import Ambiguous
+from sidecar.storage import UserState
 from sidecar.web.cookies import Cookies
 from sidecar.web.i18n import gettext as _
 from sidecar.web.i18n import lazy_gettext as _l
+from sidecar.web.keys import KEY_NOTICES, KeyViews, choose_mode
 from sidecar.web.render import (
+    CODES_NOTICES,
     Visit,
     attempts_left,
+    local_time,
     lockout_message,
     lockout_words,
     make_templates,
     moment,
     templates_dir,
-    when,
 )
 from sidecar.wiring import Parts
 
 LOW_RECOVERY_CODES = 3
 MAX_FIELD = 512  # characters in one form field; longer is refused
+MAX_ANSWER = 16_384  # a security key's answer (``credential``, ``assertion``: JSON)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NOTICES = {
     "enabled": _l("Two-factor authentication is enabled."),
     "disabled": _l("Two-factor authentication is turned off. You can turn it on again at any time."),
     "codes": _l("New recovery codes are ready. The old ones no longer work."),
     "devices": _l("Forgotten: those devices will ask for a code again at the next sign-in."),
+    **KEY_NOTICES,
 }
-
-
-def slug(text: str) -> str:
-    """``My App`` -> ``my-app``: a file name part without spaces."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "totp"
 
 
 class Pages:
@@ -67,6 +67,7 @@ class Pages:
         accent = config.branding.accent_color
         self.brand_css = brand_css(accent) if accent else ""
         self.templates = make_templates(config, bool(self.brand_css))
+        self.keys = KeyViews(parts)
 
     def routes(self) -> list[Route | Mount]:
         p = self.prefix
@@ -75,8 +76,7 @@ class Pages:
             Route(p + "/challenge", self.challenge, methods=["GET", "POST"]),
             Route(p + "/settings", self.settings),
             Route(p + "/disable", self.disable, methods=["POST"]),
-            Route(p + "/recovery-codes", self.recovery_codes, methods=["POST"]),
-            Route(p + "/logout", self.logout, methods=["GET", "POST"]),
+                        Route(p + "/logout", self.logout, methods=["GET", "POST"]),
             Route(p + "/devices", self.forget_devices, methods=["POST"]),
             Route(p + "/static/brand.css", self.brand_stylesheet),  # before the static Mount
             Mount(p + "/static", StaticFiles(directory=str(templates_dir() / "static")),
@@ -128,7 +128,8 @@ class Pages:
                 continue
             if key in fields:
                 repeated.add(key)
-            fields[key] = value if len(value) <= MAX_FIELD else "\x00"
+            limit = MAX_ANSWER if key in ("credential", "assertion") else MAX_FIELD
+            fields[key] = value if len(value) <= limit else "\x00"
         for key in repeated:
             fields[key] = "\x00" if key == "code" else ""
         if visit.identity is None or not self.same_site(visit) or not self.csrf_ok(
@@ -175,6 +176,12 @@ class Pages:
         method = method.upper() if method.upper() in HTTP_METHODS else "GET"
         return Target(parts.netloc or visit.host, parts.path or "/", method)
 
+    def is_own_page(self, visit: Visit, rd: str) -> bool:
+        """Whether ``rd`` is one of the sidecar's pages on this host (``{prefix}/...``)."""
+        parts = urlsplit(rd)
+        return (not parts.netloc or parts.netloc.lower() == visit.host.lower()) and \
+            (parts.path == self.prefix or parts.path.startswith(self.prefix + "/"))
+
     def check_message(self, result: CheckResult, recovery: bool = False) -> str:
         if result.check is Check.LOCKED:
             return lockout_message(result.locked_until, self.parts.clock())
@@ -208,7 +215,6 @@ class Pages:
             if isinstance(source, Response):
                 return source
         rd = self.rd(visit, source.get("rd"))
-        mode = "recovery" if source.get("mode", source.get("method")) == "recovery" else "totp"
         method = source.get("m", "GET")
         verdict = await parts.decision.evaluate(visit.reading, self.target(visit, rd, method), visit.resolved)
         outcome = verdict.outcome
@@ -218,7 +224,10 @@ class Pages:
         if outcome is policy.Outcome.DENY:
             return self.render(visit, "message.html", 403, title=_("Access denied"),
                                text=_("This page is not available to your account."), link="/")
-        if outcome is policy.Outcome.ALLOW and (request.method == "GET" or verdict.verified):
+        # the sidecar's own pages (settings, codes) are open to the app's rules but need a code
+        own_page = visit.enrolled and not visit.verified and self.is_own_page(visit, rd)
+        if outcome is policy.Outcome.ALLOW and (request.method == "GET" or verdict.verified) \
+                and not own_page:
             cookie = (self.cookies.set_pass(verdict.new_pass, visit.scheme)
                       if verdict.new_pass and request.method == "GET" else None)
             return self.go(rd, cookie)
@@ -226,11 +235,17 @@ class Pages:
         user = await parts.accounts.user(visit.user)
         if not user.enrolled:
             return self.go(rd)
+        has_keys = bool(await parts.passkeys.keys(visit.user))
+        asked = source.get("mode", source.get("method", "")) or ("totp" if source.get("code") else "")
+        mode = choose_mode(asked, user.secret is not None, has_keys)
         error = ""
         status = 200
         if request.method == "POST":
-            result = await parts.accounts.check(visit.user, source.get("code", ""), visit.client)
-            parts.metrics.checked(result.check.value)
+            if mode == "key":
+                result, error = await self.keys.check(visit, source.get("assertion", ""))
+            else:
+                result = await parts.accounts.check(visit.user, source.get("code", ""), visit.client)
+                parts.metrics.checked(result.check.value)
             if result.check is Check.OK:
                 fresh = await parts.accounts.user(visit.user)
                 cookie = self.pass_cookie(visit, fresh.generation)
@@ -246,7 +261,7 @@ class Pages:
                     response.headers.append("set-cookie",
                                             self.cookies.set_device(value, visit.scheme))
                 return response
-            error = self.check_message(result, recovery=mode == "recovery")
+            error = error or self.check_message(result, recovery=mode == "recovery")
             status = 429 if result.check is Check.LOCKED else 400
             locked_until = result.locked_until if result.check is Check.LOCKED else 0
         else:
@@ -254,29 +269,15 @@ class Pages:
         locked = moment(locked_until) if locked_until else None
         if locked:
             error = lockout_words(locked_until, parts.clock())
-        switch = {"rd": rd, "method": "totp" if mode == "recovery" else "recovery"}
-        if step_up:
-            switch |= {"why": "step_up", "m": method}
-        return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd,
+        switch = {"rd": rd} | ({"why": "step_up", "m": method} if step_up else {})
+        ways = await self.keys.challenge_context(visit, user, mode, has_keys, switch)
+        return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd, **ways,
                            locked=locked,
                            mode=mode, error=error, step_up=step_up, method=method,
                            step_up_minutes=-(-verdict.rule.step_up // 60),
                            digits=parts.config.totp.digits,
                            remember_days=(parts.config.remember_device.max_days
-                                          if parts.devices is not None and not step_up else 0),
-                           switch_url=f"{self.prefix}/challenge?" + urlencode(switch))
-
-    def codes_page(self, visit: Visit, codes: list[str], rd: str, notice: str) -> Response:
-        issued = when(int(self.parts.clock()))
-        issuer = self.parts.config.totp.issuer
-        text = "\n".join([_("%(issuer)s recovery codes", issuer=issuer),
-                          _("Account: %(account)s", account=visit.account),
-                          _("Created: %(date)s", date=issued), "",
-                          _("Each code works once. Keep them somewhere safe."), "", *codes, ""])
-        return self.render(visit, "recovery_codes.html", codes=codes, account=visit.account,
-                           download="data:text/plain;charset=utf-8," + quote(text),
-                           filename=f"{slug(issuer)}-recovery-codes.txt", notice=notice, rd=rd,
-                           issued=issued)
+                                          if parts.devices is not None and not step_up else 0))
 
     async def settings(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -285,25 +286,35 @@ class Pages:
         user = await self.parts.accounts.user(visit.user)
         query = request.query_params
         if visit.enrolled and not visit.verified:
-            here = f"{self.prefix}/settings"
-            return self.go(f"{self.prefix}/challenge?{urlencode({'rd': here})}")
+            return self.go(f"{self.prefix}/challenge?" + urlencode({"rd": f"{self.prefix}/settings"}))
         rd = self.rd(visit, query.get("rd"), "")
         low = bool(query.get("low")) and user.enrolled and user.recovery_left <= LOW_RECOVERY_CODES
         notice = query.get("notice", "")
-        unsaved = notice in ("enabled", "codes") and query.get("saved") != "1" and user.enrolled
-        return self.render(visit, "settings.html", user=user, since=when(user.enabled_at),
-                           notice="" if unsaved else NOTICES.get(notice, ""), rd=rd, low=low,
-                           unsaved=unsaved,
-                           devices=await self.device_list(visit))
+        unsaved = notice in CODES_NOTICES and query.get("saved") != "1" and user.enrolled
+        response = await self.settings_page(visit, 200, user, rd=rd, low=low, unsaved=unsaved,
+                                            notice="" if unsaved else NOTICES.get(notice, ""))
+        if notice in CODES_NOTICES:  # the codes were shown: Back does not show them again
+            response.headers.append("set-cookie", self.cookies.clear_codes(visit.scheme))
+        return response
 
-    async def device_list(self, visit: Visit) -> list[dict[str, str]]:
+    async def settings_page(self, visit: Visit, status: int, user: UserState | None = None,
+                            **context: Any) -> Response:
+        """The settings page: 2FA's state, the security keys, remembered devices, turning off."""
+        user = user or await self.parts.accounts.user(visit.user)
+        context = {"notice": "", "rd": "", "low": False} | context
+        return self.render(visit, "settings.html", status, user=user,
+                           since=local_time(user.enabled_at),
+                           devices=await self.device_list(visit),
+                           **await self.keys.settings_context(visit, user), **context)
+
+    async def device_list(self, visit: Visit) -> list[dict[str, str | Markup]]:
         """The user's remembered devices for the settings page (this one marked)."""
         if self.parts.devices is None:
             return []
         own = self.parts.devices.device_id(
             visit.reading.cookie(self.parts.config.remember_device.cookie_name))
-        return [{"id": d.device_id, "browser": d.browser, "created": when(d.created_at),
-                 "seen": when(d.last_seen), "this": "1" if d.device_id == own else ""}
+        return [{"id": d.device_id, "browser": d.browser, "created": local_time(d.created_at),
+                 "seen": local_time(d.last_seen), "this": "1" if d.device_id == own else ""}
                 for d in await self.parts.storage.devices(visit.user)]
 
     async def forget_devices(self, request: Request) -> Response:
@@ -321,7 +332,7 @@ class Pages:
         await self.parts.accounts.audit("devices_forgotten", visit.user, visit.client, count=count)
         return self.go(f"{self.prefix}/settings?notice=devices")
 
-    async def _confirmed(self, visit: Visit,
+    async def confirmed(self, visit: Visit,
                          ticked: str = "") -> tuple[dict[str, str], CheckResult] | Response:
         """A POST from a verified session whose code checks out, or the response to give;
         ``ticked``: the form (``disable``) whose confirmation box must be ticked first."""
@@ -334,18 +345,15 @@ class Pages:
             return self.go(f"{self.prefix}/challenge?"
                            + urlencode({"rd": f"{self.prefix}/settings"}))
         if ticked and fields.get("confirm") != "1":  # nothing compared, no code used
-            user = await self.parts.accounts.user(visit.user)
-            return self.render(visit, "settings.html", 400, user=user, since=when(user.enabled_at),
-                               notice="", rd="", low=False, form_error=ticked,
-                               devices=await self.device_list(visit),
-                               error_text=_("Tick the box to confirm, then try again."))
+            return await self.settings_page(visit, 400, form_error=ticked,
+                                            error_text=_("Tick the box to confirm, then try again."))
         result = await self.parts.accounts.check(visit.user, fields.get("code", ""), visit.client)
         self.parts.metrics.checked(result.check.value)
         return fields, result
 
     async def disable(self, request: Request) -> Response:
         visit = await self.visit(request)
-        outcome = await self._confirmed(visit, ticked="disable")
+        outcome = await self.confirmed(visit, ticked="disable")
         if isinstance(outcome, Response):
             return outcome
         _, result = outcome
@@ -355,24 +363,10 @@ class Pages:
                            self.cookies.clear_pass(visit.scheme))
         return await self.settings_error(visit, result, "disable")
 
-    async def recovery_codes(self, request: Request) -> Response:
-        visit = await self.visit(request)
-        outcome = await self._confirmed(visit)
-        if isinstance(outcome, Response):
-            return outcome
-        _, result = outcome
-        if result.check is Check.OK:
-            codes = await self.parts.accounts.new_recovery_codes(visit.user, visit.client)
-            return self.codes_page(visit, codes, "", "codes")
-        return await self.settings_error(visit, result, "codes")
-
     async def settings_error(self, visit: Visit, result: CheckResult, form: str) -> Response:
-        user = await self.parts.accounts.user(visit.user)
         status = 429 if result.check is Check.LOCKED else 400
-        return self.render(visit, "settings.html", status, user=user, since=when(user.enabled_at),
-                           notice="", rd="", low=False, form_error=form,
-                           devices=await self.device_list(visit),
-                           error_text=self.check_message(result))
+        return await self.settings_page(visit, status, form_error=form,
+                                        error_text=self.check_message(result))
 
     async def logout(self, request: Request) -> Response:
         """GET: a one-button confirmation; POST (with CSRF): the 2FA cookie ends.

@@ -4,9 +4,11 @@ request is (``Visit``), and the words for times and lockouts."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
@@ -15,8 +17,8 @@ from sidecar.config import Config
 from sidecar.core.request import Reading
 from sidecar.decision import Verdict
 from sidecar.primary import Identity, Resolved
+from sidecar.web.i18n import gettext, ngettext, preload
 from sidecar.web.i18n import install as install_i18n
-from sidecar.web.i18n import ngettext, preload
 
 
 def templates_dir() -> Path:
@@ -67,23 +69,39 @@ class Visit:
         return self.identity.email or self.identity.user
 
 
+#: The notices of the settings page that follow new recovery codes ("Complete").
+CODES_NOTICES = ("enabled", "codes")
+
+
+def slug(text: str) -> str:
+    """``My App`` -> ``my-app``: a file name part without spaces."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "totp"
+
+
 def when(timestamp: int | None) -> str:
+    """A moment as plain text in UTC (a downloaded file, a log): ``2026-12-02 10:25 UTC``."""
     if not timestamp:
         return ""
     moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def lockout_message(locked_until: float, now: float) -> str:
-    """"Try again in 14 minutes (after 10:25 UTC)": the time left and the moment it ends."""
-    minutes = max(1, -int((now - locked_until) // 60))  # rounded up
-    end = dt.datetime.fromtimestamp(locked_until, dt.UTC)
-    same_day = end.date() == dt.datetime.fromtimestamp(now, dt.UTC).date()
-    moment = end.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
-    return ngettext("Too many attempts. Try again in %(num)s minute (after %(time)s), or ask your "
-                    "administrator to unlock your account.",
-                    "Too many attempts. Try again in %(num)s minutes (after %(time)s), or ask your "
-                    "administrator to unlock your account.", minutes, time=moment)
+def local_time(timestamp: int | None) -> Markup:
+    """A moment on a page: ``<time datetime>`` that the page script shows in the reader's
+    language and time zone; without the script, the UTC text of ``when``."""
+    if not timestamp:
+        return Markup("")
+    at = moment(timestamp)
+    return Markup('<time datetime="%s" class="local-time">%s</time>') % (at["iso"], when(timestamp))
+
+
+def lockout_message(locked_until: float, now: float) -> Markup:
+    """"Too many attempts. Try again in 14 minutes, … You can try again after <time>": the
+    time left in words and the moment it ends, in the reader's time zone (see ``moment``)."""
+    at = moment(locked_until)
+    after = Markup(gettext('You can try again after <time datetime="%(iso)s" class="local-time">'
+                           '%(text)s</time>.')) % {"iso": at["iso"], "text": at["text"]}
+    return escape(lockout_words(locked_until, now)) + Markup(" ") + after
 
 
 def lockout_words(locked_until: float, now: float) -> str:

@@ -1,11 +1,15 @@
-"""README's pictures: docs/screenshots/enroll.png, recovery-codes.png and challenge.png.
+"""README's pictures: docs/screenshots/enroll.png, recovery-codes.png, challenge.png and
+challenge-key.png.
 
     .venv/bin/python tests/browser/screenshots.py [OUT_DIR]     # default: docs/screenshots
 
 Runs ``totp-sidecar demo`` (demo app + sidecar + development proxy, as ``make demo`` does) on a
 free port with a temporary database, and Debian's Chromium (``/usr/bin/chromium`` or
 ``$CHROMIUM``; never a downloaded browser) signs in as alice, opens set-up, turns 2FA on and
-signs in again: light scheme, 1000 px wide, full page. Each file must stay under 300 KB.
+signs in again; then it adds a security key (a virtual authenticator of Chromium's DevTools
+protocol) and signs in once more for the key prompt. The browser opens the demo at
+``localhost`` (WebAuthn wants a host name, not an IP address). Light scheme, 1000 px wide,
+full page. Each file must stay under 300 KB.
 tests/e2e/test_browser.py runs this into a temporary folder, so it keeps working.
 """
 
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 MAX_BYTES = 300 * 1024
-NAMES = ("enroll.png", "recovery-codes.png", "challenge.png")
+NAMES = ("enroll.png", "recovery-codes.png", "challenge.png", "challenge-key.png")
 
 
 def start_demo(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -48,7 +52,7 @@ def start_demo(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
             raise RuntimeError(f"demo exited: {(tmp / 'demo.log').read_text()}")
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
+                return proc, f"http://localhost:{port}"  # a host name: WebAuthn's RP ID
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
@@ -78,13 +82,28 @@ def shoot(browser: Browser, base: str, out: Path) -> list[Path]:
         sign_in(page, "alice")
         page.get_by_label("Authentication code").wait_for()
         page.screenshot(path=str(paths[2]), full_page=True)
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True}})
+        page.get_by_label("Authentication code").fill(spaced(pyotp.TOTP(secret).at(time.time() + 30)))
+        page.get_by_role("button", name="Verify").click()
+        page.goto("/_2fa/settings")
+        page.get_by_label("Name of the new key").fill("YubiKey 5")
+        page.get_by_role("button", name="Add a security key").click()
+        page.wait_for_url("**/_2fa/settings?notice=key_added")
+        sign_out(page)
+        sign_in(page, "alice")
+        page.get_by_role("button", name="Use your security key").wait_for()
+        page.screenshot(path=str(paths[3]), full_page=True)
     finally:
         context.close()
     return paths
 
 
 def make(out: Path, browser: Browser | None = None) -> list[Path]:
-    """Write the three PNGs into ``out``; with ``browser`` None, launch Chromium for it."""
+    """Write the four PNGs into ``out``; with ``browser`` None, launch Chromium for it."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = start_demo(Path(tmp))

@@ -101,14 +101,17 @@ def enroll(client: httpx.Client) -> tuple[str, str, list[str]]:
     key = key_match.group(1).replace(" ", "")
     assert len(key) == 32
     code = pyotp.TOTP(key).now()
-    r = client.post("/_2fa/enroll", data={"csrf": hidden(r.text, "csrf"), "code": code, "rd": ""})
+    r = client.post("/_2fa/enroll", data={"csrf": hidden(r.text, "csrf"), "code": code, "rd": ""},
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/_2fa/recovery-codes", r.text
+    assert pass_cookie_set(r), "enrollment must pass this session (2FA cookie)"
+    r = client.get("/_2fa/recovery-codes", follow_redirects=False)  # POST, then GET: Back is safe
     assert r.status_code == 200, r.text
     codes_block = re.search(r'<ol class="codes"[^>]*>(.*?)</ol>', r.text, re.S)
     assert codes_block, "no recovery codes on the page"
     codes = re.findall(r"<li><code>([^<]+)</code></li>", codes_block.group(1))
     assert len(codes) == 20 and len(set(codes)) == 20
     assert all(RECOVERY_FORMAT.match(c) for c in codes), codes
-    assert pass_cookie_set(r), "enrollment must pass this session (2FA cookie)"
     return key, code, codes
 
 

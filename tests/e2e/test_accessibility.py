@@ -3,7 +3,8 @@
 A real Chromium goes through a real nginx (deploy/nginx) and stops at each page a person can
 meet: settings (off, on with its notice, with an error), set-up (as shown, with "Can't scan
 it?" opened, with a wrong code), the recovery codes, the challenge (as shown, with a wrong
-code, with a recovery code), "Sign in first" and the 503 page of a sidecar whose database is
+code, with a recovery code), security keys (settings with a key, a refused removal, the key
+prompt, a ceremony that failed), "Sign in first" and the 503 page of a sidecar whose database is
 gone. On each, axe runs in the light and in the dark colour scheme; a violation of impact
 serious or critical fails that page's test, with every element named. Each page is also saved
 as a screenshot, light, dark and phone-sized (390 px), to test-artifacts/screenshots/, and
@@ -43,7 +44,8 @@ SCHEMES: tuple[Literal["light"], Literal["dark"]] = ("light", "dark")
 PAGES = ("reset-gate", "reset-gate-code",
          "settings-off", "enroll", "enroll-manual-key", "enroll-error", "recovery-codes",
          "settings-on-notice", "settings-error", "challenge", "challenge-error",
-         "challenge-recovery", "challenge-recovery-error", "sign-in-first")
+         "challenge-recovery", "challenge-recovery-error", "sign-in-first",
+         "settings-keys", "settings-key-remove-error", "challenge-key", "challenge-key-error")
 #: (page, scheme) -> reason, for serious/critical violations the pages still have (each
 #: names the axe rule id). strict: the test fails once the page is fixed, so the entry goes.
 KNOWN: dict[tuple[str, str], str] = {}
@@ -95,7 +97,7 @@ def findings(chromium: Browser, stack: Stack) -> Iterator[Findings]:
         audit(page, source, "settings-on-notice", found)
         page.locator("#disable-code").fill(fresh_wrong_code(key))
         page.locator("input[name=confirm]").check()
-        page.get_by_role("button", name="Disable").click()
+        page.get_by_role("button", name="Turn off two-factor authentication").click()
         page.locator(".error").wait_for()
         audit(page, source, "settings-error", found)
 
@@ -114,6 +116,41 @@ def findings(chromium: Browser, stack: Stack) -> Iterator[Findings]:
         page.get_by_role("button", name="Verify").click()
         page.locator(".error").wait_for()
         audit(page, source, "challenge-recovery-error", found)
+    finally:
+        context.close()
+
+    # Security keys (alice): WebAuthn needs a host name, so this browser opens localhost.
+    context = new_context(chromium, f"http://localhost:{stack.port}")
+    page = context.new_page()
+    try:
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True}})["authenticatorId"]
+        sign_in(page, "alice")
+        page.goto("/_2fa/settings")
+        page.get_by_label("Name of the new key").fill("YubiKey 5")
+        page.get_by_role("button", name="Add a security key").click()
+        page.get_by_label("I have saved these codes").check()
+        page.get_by_role("button", name="Complete").click()
+        page.locator("ul.keys").wait_for()
+        audit(page, source, "settings-keys", found)
+        page.locator("#remove-code").fill("aaaaa-aaaaa")
+        page.locator("ul.keys input[name=confirm]").check()
+        page.get_by_role("button", name="Remove YubiKey 5").click()
+        page.locator(".error").wait_for()
+        audit(page, source, "settings-key-remove-error", found)
+        sign_out(page)
+        sign_in(page, "alice")
+        page.get_by_role("button", name="Use your security key").wait_for()
+        audit(page, source, "challenge-key", found)
+        cdp.send("WebAuthn.clearCredentials", {"authenticatorId": authenticator})
+        cdp.send("WebAuthn.setUserVerified", {"authenticatorId": authenticator,
+                                              "isUserVerified": False})
+        page.get_by_role("button", name="Use your security key").click()
+        page.locator("[data-key-error]").wait_for(state="visible", timeout=30_000)
+        audit(page, source, "challenge-key-error", found)
     finally:
         context.close()
 

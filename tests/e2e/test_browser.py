@@ -184,7 +184,7 @@ def test_enroll_challenge_recovery_and_disable(page: Page, stack: Stack) -> None
     assert "19 of 20 recovery codes left" in page.locator(".status").inner_text()
     page.locator("#disable-code").fill(codes[1])
     page.get_by_label(re.compile("protected by its password alone")).check()
-    page.get_by_role("button", name="Disable").click()
+    page.get_by_role("button", name="Turn off two-factor authentication").click()
     assert urlpath(page) == "/_2fa/settings"
     assert "turned off" in notice(page)
     assert "Off" in page.locator(".status").inner_text()
@@ -277,6 +277,7 @@ def test_docs_screenshots_script(chromium: Browser, tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(ROOT / "tests" / "browser"))
     written = screenshots.make(tmp_path, chromium)
-    assert sorted(p.name for p in written) == ["challenge.png", "enroll.png", "recovery-codes.png"]
+    assert sorted(p.name for p in written) == ["challenge-key.png", "challenge.png", "enroll.png",
+                                               "recovery-codes.png"]
     for path in written:
         assert 0 < path.stat().st_size < screenshots.MAX_BYTES, path

@@ -207,7 +207,7 @@ async def test_disable_needs_a_code_and_ends_every_cookie(env: Env) -> None:
     secret, codes = await browser.enroll()
     laptop_cookie = browser.cookies["totp_sidecar"]
     csrf, page = await browser.form_token("/_2fa/settings")
-    assert "Disable" in page
+    assert "Turn off two-factor authentication</button>" in page
     wrong = await browser.post("/_2fa/disable", {"csrf": csrf, "code": "123456", "confirm": "1"})
     assert wrong.status_code == 400
     assert (await env.sidecar.parts.storage.get_user("alice")).enrolled
@@ -229,7 +229,9 @@ async def test_new_recovery_codes_replace_the_old(env: Env) -> None:
     secret, old = await browser.enroll()
     csrf, _ = await browser.form_token("/_2fa/settings")
     env.clock.advance(30)
-    page = await browser.post("/_2fa/recovery-codes", {"csrf": csrf, "code": env.code(secret)})
+    made = await browser.post("/_2fa/recovery-codes", {"csrf": csrf, "code": env.code(secret)})
+    assert made.status_code == 303 and made.headers["location"] == "/_2fa/recovery-codes"
+    page = await browser.get("/_2fa/recovery-codes")
     assert page.status_code == 200
     new = re.findall(r"<code>([a-z2-9]{5}-[a-z2-9]{5})</code>", page.text)
     assert len(new) == 20 and not set(new) & set(old)

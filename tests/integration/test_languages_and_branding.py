@@ -89,6 +89,8 @@ async def test_german_enroll_page_and_recovery_codes(env: Env) -> None:
     code = pyotp.TOTP(secret.replace(" ", "")).at(int(env.clock()))
     done = await browser.post("/_2fa/enroll", {"csrf": csrf, "code": code[:3] + " " + code[3:]},
                               **GERMAN)
+    assert done.status_code == 303
+    done = await browser.get(done.headers["location"], **GERMAN)
     assert done.status_code == 200
     assert "<h1>Speichern Sie Ihre Wiederherstellungscodes</h1>" in done.text
     download = unquote(re.search(r'href="data:text/plain;charset=utf-8,([^"]+)"',  # type: ignore[union-attr]
@@ -109,7 +111,7 @@ async def test_german_settings_page(env: Env) -> None:
     assert '<p class="notice" role="status">Die Zwei-Faktor-Authentifizierung ist aktiviert.</p>' \
         in on.text
     assert "Noch 20 von 20 Wiederherstellungscodes übrig." in on.text
-    assert ">Deaktivieren</button>" in on.text
+    assert ">Zwei-Faktor-Authentifizierung deaktivieren</button>" in on.text
     assert "Zwei-Faktor-Einstellungen" in on.text and "Zurück zu Test App" in on.text
 
 

@@ -223,7 +223,8 @@ async def test_recovery_codes_complete_only_once_saved(env: Env) -> None:
     secret = re.search(r'id="secret-key">([A-Z2-7 ]+)<', page).group(1)  # type: ignore[union-attr]
     done = await browser.post("/_2fa/enroll", {"csrf": csrf,
                                                "code": env.code(secret.replace(" ", ""))})
-    text = done.text
+    assert done.status_code == 303
+    text = (await browser.get(done.headers["location"])).text
     assert 'download="test-app-recovery-codes.txt"' in text  # issuer "Test App", no spaces
     assert "Capital letters and the dash do not matter" in text
     assert re.search(r'<input type="checkbox" id="saved" name="saved" value="1" required>', text)

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "sidecar.wiring": WIRING,
     "sidecar.decision": SERVICES,
     "sidecar.passes": SERVICES,
+    "sidecar.passkeys": SERVICES,
     "sidecar.accounts": SERVICES,
     "sidecar.throttle": SERVICES,
     "sidecar.audit": SERVICES,

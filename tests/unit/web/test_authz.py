@@ -48,7 +48,7 @@ def parts(tmp_path: Path, clock: FakeClock) -> Parts:
                          primary={"resolver": "introspect", "session_cookies": ["s"],
                                   "introspect": {"url": "http://app.test/me"}})
     storage = MemoryStorage()
-    storage.users["erin"] = UserState("erin", secret="sealed", generation=1)
+    storage.users["erin"] = UserState("erin", secret="sealed", enabled_at=1, generation=1)
     return build_parts(config, storage=storage, resolver=CookieResolver(), clock=clock)
 
 
