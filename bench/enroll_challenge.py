@@ -6,7 +6,7 @@ go through the real pages over HTTP, each round trip being five requests:
 
     GET  /_2fa/enroll          (QR code page: reads the key and the CSRF token)
     POST /_2fa/enroll          (code of the current step → 2FA on, recovery codes, 2FA cookie)
-    GET  /_2fa/logout          (2FA cookie cleared), then a new app session ("login again")
+    GET + POST /_2fa/logout    (2FA cookie cleared), then a new app session ("login again")
     GET  /_2fa/challenge?rd=/  (code prompt of the new session)
     POST /_2fa/challenge       (code of the next step, accepted once → 2FA cookie)
 
@@ -102,8 +102,14 @@ async def round_trip(client: Any, base: str, user: str) -> None:
                                     data={"csrf": csrf.group(1), "code": now_code, "rd": ""}),
                   200, "POST enroll")
     pass_cookie = cookie_from(done, "totp_sidecar")
-    expect(await client.get(f"{base}{PREFIX}/logout?rd=/",
-                            headers={**who, "cookie": f"{session}; {pass_cookie}"}), 303, "logout")
+    signed_in = {**who, "cookie": f"{session}; {pass_cookie}"}
+    confirm = expect(await client.get(f"{base}{PREFIX}/logout?rd=/", headers=signed_in), 200,
+                     "GET logout")
+    csrf = CSRF.search(confirm.text)
+    if not csrf:
+        raise FlowError("logout page without CSRF token")
+    expect(await client.post(f"{base}{PREFIX}/logout", headers=signed_in,
+                             data={"csrf": csrf.group(1), "rd": "/"}), 303, "POST logout")
     session = f"{SESSION_COOKIE}={secrets.token_urlsafe(16)}"  # signed in to the app again
     page = expect(await client.get(f"{base}{PREFIX}/challenge?rd=/",
                                    headers={**who, "cookie": session}), 200, "GET challenge")

@@ -80,7 +80,8 @@ def measure(tmp: Path, requests: int = 100_000, users: int = 20_000, anon_every:
         result = wrk_until(f"http://127.0.0.1:{port}/auth/nginx",
                            lambda: metrics_count(port) - served >= requests,
                            connections=connections, script=BENCH / "mixed_cookies.lua",
-                           timeout="10s", script_args=(str(cookie_file), str(requests), str(anon_every)))
+                           timeout="10s", max_seconds=900,
+                           script_args=(str(cookie_file), str(requests), str(anon_every)))
         out["decisions"] = metrics_count(port) - served
         out["whoami_calls"] = whoami_calls(who_port) - asked
         out["cpu_us"] = {name: 1e6 * (cpu_seconds(pid) - cpu_before[name]) / max(out["decisions"], 1)

@@ -94,7 +94,7 @@ def check_cache_snippet() -> None:
 def write_prefix(conf: Path, variant: str, nginx_port: int, app_port: int, sidecar_port: int,
                  keepalive: int | None = None) -> None:
     """An nginx prefix with deploy/nginx's files; only ports, the listen line and (per variant)
-    the auth include lines differ; ``keepalive`` replaces the upstreams' `keepalive 16`
+    the auth include lines differ; ``keepalive`` replaces the upstreams' shipped `keepalive 64`
     (diagnostic rows only)."""
     conf.mkdir(parents=True)
     conf.chmod(0o755)  # nginx workers (user nobody when started as root) write the cache here
@@ -199,15 +199,15 @@ def timed(url: str, headers: tuple[str, ...], seconds: int, connections: int,
     return result, cpu
 
 
-# name: (server block variant, sidecar, upstream keepalive or None = as shipped (16))
+# name: (server block variant, sidecar, upstream keepalive or None = as shipped (64))
 SCENARIOS: dict[str, tuple[str, str, int | None]] = {
     "plain": ("plain", "sidecar-1w", None),
     "auth-1w": ("auth", "sidecar-1w", None),
     "auth-2w": ("auth", "sidecar-2w", None),
     "cache-1w": ("cache", "sidecar-1w", None),
-    # Diagnostics: the same with `keepalive 64` in the upstreams (not the shipped config).
-    "plain-ka64": ("plain", "sidecar-1w", 64),
-    "auth-1w-ka64": ("auth", "sidecar-1w", 64),
+    # Diagnostics: the same with `keepalive 16` in the upstreams (not the shipped config).
+    "plain-ka16": ("plain", "sidecar-1w", 16),
+    "auth-1w-ka16": ("auth", "sidecar-1w", 16),
 }
 
 

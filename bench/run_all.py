@@ -19,8 +19,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import enroll_challenge, forward_auth, memory, nginx_auth  # noqa: E402
-from bench.common import BENCH, cli_has_workers, foreign_load, log, machine, pyspy  # noqa: E402
+from bench import enroll_challenge, forward_auth, memory, nginx_auth, scale  # noqa: E402
+from bench.common import (  # noqa: E402
+    BENCH,
+    GRANIAN,
+    cli_has_workers,
+    foreign_load,
+    log,
+    machine,
+    pyspy,
+)
 
 TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "1": ("≥ 1.0", lambda v: v >= 1.0),
@@ -29,6 +37,9 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "3": ("≥ 0.75", lambda v: v >= 0.75),
     "4": ("≥ 0.5", lambda v: v >= 0.5),
     "5": ("< 100 MB", lambda v: v < 100),
+    "7a": ("≥ 0.7", lambda v: v >= 0.7),
+    "7b": ("p99 ≤ 1 s", lambda v: v <= 1.0),
+    "2c": ("≥ 0.6", lambda v: v >= 0.6),
 }
 
 
@@ -121,6 +132,8 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
         cr = ng["cost_ratios"]
         add(f"| 2 | nginx → `auth_request` → app ÷ nginx → app, sidecar 1 worker | {v:.2f} | "
             f"{TARGETS['2a'][0]} | {verdict('2a', v)} | {cr['auth-1w']:.2f} |")
+        add(f"| 2 | the same (shipped upstreams: `keepalive 64`), target of issue 13 | {v:.2f} | "
+            f"{TARGETS['2c'][0]} | {verdict('2c', v)} | |")
         v = ng["ratios"]["auth-2w"]
         add(f"| 2 | the same, sidecar 2 workers | {v:.2f} | {TARGETS['2b'][0]} | {verdict('2b', v)} | "
             f"{cr['auth-2w']:.2f} |")
@@ -136,6 +149,19 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
         v = mem["after"]["rss_mb"]
         add(f"| 5 | VmRSS of the sidecar after {mem['decisions']:,} `/auth/nginx` requests | "
             f"{v:.1f} MB | {TARGETS['5'][0]} | {verdict('5', v)} | |")
+    sc = res.get("sc")
+    if sc:
+        for key, what in (("mixed_sqlite", "SQLite, 1 instance"),
+                          ("mixed_pg2", "PostgreSQL, 2 instances")):
+            v = sc[key]["ratio"]
+            add(f"| 7 | mixed {sc[key]['users']:,} users (1 in {sc[key]['anon_every']} anonymous) ÷ "
+                f"one user, same server, {what} | {v:.2f} | {TARGETS['7a'][0]} | "
+                f"{verdict('7a', v)} | |")
+        for kind in ("postgres", "sqlite"):
+            r = sc[f"rev_{kind}"]
+            add(f"| 7 | revocation delay between two instances, {kind}: p50 / p99 | "
+                f"{r['p50'] * 1000:.0f} ms / {r['p99'] * 1000:.0f} ms | {TARGETS['7b'][0]} | "
+                f"{verdict('7b', r['p99'])} | |")
     if fa and "granian" in fa["ratios"]:
         add(f"| 6 | sidecar ÷ bare endpoint: uvicorn / granian | {fa['ratios']['uvicorn']:.2f} / "
             f"{fa['ratios']['granian']:.2f} | (report) | | {fa['cpu_ratios']['uvicorn']:.2f} / "
@@ -199,7 +225,7 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
         add("## 2. and 3. nginx → app, with and without `auth_request` to the sidecar")
         add("")
         add("`bench/nginx_auth.py`. Real nginx with the files of `deploy/nginx` (nginx.conf with "
-            "`worker_processes 1`, the upstreams with `keepalive 16`, the server block, the "
+            "`worker_processes 1`, the upstreams with `keepalive 64`, the server block, the "
             "snippets), only ports changed, as `tests/e2e` does. `plain` is the same server "
             "block without the auth and protect includes. `cache` includes "
             "`snippets/totp-sidecar-auth-cache.conf` instead of `snippets/totp-sidecar-auth.conf` "
@@ -221,12 +247,12 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
         base, base1 = ng["median"]["plain"], ng["single"]["plain"]
         labels = {"plain": "plain (no auth)", "auth-1w": "**auth**, sidecar 1 worker",
                   "auth-2w": "**auth**, sidecar 2 workers", "cache-1w": "**auth + cache**, 1 worker",
-                  "plain-ka64": "diagnostic: plain, `keepalive 64`",
-                  "auth-1w-ka64": "diagnostic: auth 1 worker, `keepalive 64`"}
+                  "plain-ka16": "diagnostic: plain, `keepalive 16`",
+                  "auth-1w-ka16": "diagnostic: auth 1 worker, `keepalive 16`"}
         for name, r in ng["median"].items():
             one = ng["single"][name]
-            rb = ng["median"]["plain-ka64"] if name == "auth-1w-ka64" else base
-            rb1 = ng["single"]["plain-ka64"] if name == "auth-1w-ka64" else base1
+            rb = ng["median"]["plain-ka16"] if name == "auth-1w-ka16" else base
+            rb1 = ng["single"]["plain-ka16"] if name == "auth-1w-ka16" else base1
             rt = f"{ng['ratios'][name]:.2f}" if name in ng["ratios"] else "1"
             added = "" if name.startswith("plain") else \
                 f"{r.p50_ms - rb.p50_ms:+.2f} / {r.p99_ms - rb.p99_ms:+.2f}"
@@ -236,7 +262,7 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
                 f"{ms(r.p99_ms)} | {added} | {one.p50_ms:.3f} / {one.p99_ms:.3f} | {added1} | "
                 f"{ng['cpu'][name]['new_conns']:.3f} |")
         add("")
-        add("`auth-1w-ka64` is compared with `plain-ka64`. Latency under load (c=32) is mostly "
+        add("`auth-1w-ka16` is compared with `plain-ka16`. Latency under load (c=32) is mostly "
             "queueing, so it grows as throughput falls; the 1-connection runs (one request at a "
             f"time, {s['latency_seconds']} s each) show the time the auth subrequest adds by itself.")
         add("")
@@ -317,16 +343,51 @@ def write_results(path: Path, info: dict[str, str], opts: argparse.Namespace,
         add("")
         add(f"Target < 100 MB: {verdict('5', mem['after']['rss_mb'])}. Throughput of this mix: "
             f"{w.rps:,.0f} req/s (p50 {ms(w.p50_ms)} ms, p99 {ms(w.p99_ms)} ms) — each user comes "
-            "back only every few seconds, so most valid cookies miss the 5-second who-am-I and "
-            "state caches: the sidecar asks the who-am-I URL and reads the database.")
+            "back only every few seconds, so most valid cookies miss the 5-second who-am-I "
+            "cache: the sidecar asks the who-am-I URL; the users' states stay in memory (an LRU "
+            "kept current by the change feed), so it reads no storage.")
         add("")
+    if sc:
+        L.extend(scale_section(sc))
     path.write_text("\n".join(L) + "\n")
+
+
+def scale_section(sc: dict[str, Any]) -> list[str]:
+    L = ["## 7. Many users, two instances: the change feed", "",
+         "`bench/scale.py`. `totp-sidecar serve` (one process per instance) pinned to CPU 0, wrk "
+         "`-t1 -c32` on CPU 1 with `bench/mixed_users.lua`; the user is named by the `header` "
+         "resolver (`Remote-User`), so no who-am-I URL is asked on either side. Every user is "
+         "seen once first (a first sight reads storage once), then one user and the mix are "
+         "measured in interleaved rounds (with two instances, each instance in turn).", "",
+         "| storage | one user | mixed | ratio | users in memory after |",
+         "| --- | ---: | ---: | ---: | ---: |"]
+    for key, what in (("mixed_sqlite", "SQLite, 1 instance"), ("mixed_pg2", "PostgreSQL, 2 instances")):
+        m = sc[key]
+        L.append(f"| {what} | {m['median']['one'].rps:,.0f} req/s ({m['spread']['one']}) | "
+                 f"{m['median']['mixed'].rps:,.0f} req/s ({m['spread']['mixed']}) | "
+                 f"**{m['ratio']:.2f}** | {', '.join(f'{n:,}' for n in m['cached_users'])} |")
+    L += ["", "One user is answered from the one-second answer cache (the same headers again and "
+          "again); in the mix each user comes back only every few seconds, so each request is "
+          "read and decided in full, from memory: no storage read (the test "
+          "`tests/integration/test_no_storage_read.py` counts them: none in 10,000 requests "
+          "of 1,000 known users). What remains is the CPU of reading and deciding.", "",
+          "Revocation delay: instance B passed a user's 2FA cookie (its state in memory); a "
+          "third process turns the user's 2FA off in the database; B is asked again and again "
+          "until the cookie no longer passes. From the commit to B's first refusal:", "",
+          "| storage | users | p50 | p90 | p99 | max |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, how in (("postgres", "PostgreSQL (LISTEN/NOTIFY, poll every 1 s)"),
+                      ("sqlite", "SQLite (polled every 0.25 s)")):
+        r = sc[f"rev_{kind}"]
+        L.append(f"| {how} | {r['samples']} | {r['p50'] * 1000:.1f} ms | {r['p90'] * 1000:.1f} ms | "
+                 f"**{r['p99'] * 1000:.1f} ms** | {r['max'] * 1000:.1f} ms |")
+    return [*L, ""]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 s runs, 1 round, small sizes")
-    parser.add_argument("--only", default="1,2,4,5", help="which parts: 1 (with 6), 2 (with 3), 4, 5")
+    parser.add_argument("--only", default="1,2,4,5,7",
+                        help="which parts: 1 (with 6), 2 (with 3), 4, 5, 7")
     parser.add_argument("--output", default=str(BENCH / "RESULTS.md"))
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--code", default="", help="a note on the code under test, for RESULTS.md"
@@ -340,10 +401,12 @@ def main() -> None:
     info = machine()
     log(f"machine: {info['nproc']} CPUs, {info['cpu']}; sidecar changes: {info['uncommitted']}")
     res: dict[str, Any] = {"errors": {}, "load": {}}
+    # part 6 needs granian (pip install granian); without it part 1 runs on uvicorn alone
+    servers = ("uvicorn", "granian") if Path(GRANIAN[0]).exists() else ("uvicorn",)
     parts: list[tuple[str, str, str, Callable[[Path], dict[str, Any]]]] = [
         ("1", "fa", "1 + 6: /auth/nginx vs bare endpoint, uvicorn and granian",
          lambda d: forward_auth.measure(d, seconds, 1 if opts.quick else 5,
-                                        profile_seconds=profile_seconds)),
+                                        profile_seconds=profile_seconds, servers=servers)),
         ("2", "ng", "2 + 3: nginx auth_request, 1 and 2 workers, auth cache",
          lambda d: nginx_auth.measure(d, seconds, 1 if opts.quick else 5,
                                       profile_seconds=profile_seconds,
@@ -353,8 +416,12 @@ def main() -> None:
                                             large=20_000 if opts.quick else 1_000_000,
                                             seconds=seconds, rounds=rounds,
                                             service_seconds=2 if opts.quick else 3)),
-        ("5", "mem", "5: memory after 100,000 requests",
-         lambda d: memory.measure(d, requests=20_000 if opts.quick else 100_000)),
+        ("5", "mem", "5: memory after 100,000 requests of 50,000 users",
+         lambda d: memory.measure(d, requests=20_000 if opts.quick else 100_000,
+                                  users=2_000 if opts.quick else 50_000)),
+        ("7", "sc", "7: many users, two instances, revocation delay",
+         lambda d: scale.measure(d, seconds, rounds, users=2_000 if opts.quick else 20_000,
+                                 samples=20 if opts.quick else 200)),
     ]
     with tempfile.TemporaryDirectory(prefix="totp-bench-") as tmp_name:
         tmp = Path(tmp_name)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite drives for real (nginx, caddy; systemd for
+# Installs the system packages the test suite drives for real (nginx, caddy, pgbouncer; systemd for
 # `systemd-analyze verify` of deploy/systemd; for the browser tests Debian's chromium and
 # libzbar0), when missing, and the browser tests' npm package
 # (axe-core, tests/browser/package-lock.json) with `npm ci` when npm is there.
@@ -32,6 +32,9 @@ have_systemd_analyze() { command -v systemd-analyze >/dev/null 2>&1 || [ -x /usr
 # The browser tests drive /usr/bin/chromium (or $CHROMIUM), never a downloaded browser;
 # pyzbar finds libzbar the way this asks for it (ctypes.util.find_library).
 have_chromium() { [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; }
+# PgBouncer in transaction mode: the multi-instance tests start their own on a free port
+# (the package's service is not started here).
+have_pgbouncer() { command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; }
 have_zbar() { python3 -c 'import ctypes.util, sys; sys.exit(not ctypes.util.find_library("zbar"))' 2>/dev/null; }
 
 # axe-core for the accessibility tests, pinned in tests/browser/package-lock.json. Needs only
@@ -60,6 +63,7 @@ have_caddy || missing+=(caddy)
 have_systemd_analyze || missing+=(systemd)
 have_chromium || missing+=(chromium)
 have_zbar || missing+=(libzbar0)
+have_pgbouncer || missing+=(pgbouncer)
 [ ${#missing[@]} -eq 0 ] && exit "$status"
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -107,6 +111,9 @@ if ! have_chromium; then
 fi
 if ! have_zbar; then
   apt_install libzbar0 || failed+=(libzbar0)  # read back by pyzbar: QR codes from screenshots
+fi
+if ! have_pgbouncer; then
+  apt_install pgbouncer || failed+=(pgbouncer)
 fi
 
 # The caddy package enables caddy.service (:80, admin API on localhost:2019). Where a

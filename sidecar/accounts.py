@@ -1,11 +1,10 @@
 """The account operations behind the pages: enroll, check a code, disable, new codes.
 
-Depends only on the storage roles, the config and injected clocks. Keeps a brief
-in-memory cache of each user's enrollment state (enrolled? which generation?) so the hot
-path does not read storage on every request; changes made here update it at once. A cached
-state is only good for ``STATE_CACHE_SECONDS``: older, it is read again, and while storage
-is down an older one is no answer (StorageUnavailable), so a revocation is never outlived.
-TOTP secrets are sealed (AES-GCM, bound to the user) before they reach storage; a pending
+Depends only on the storage roles, the config and injected clocks. The hot path's view of
+a user (enrolled? which generation?) comes from ``sidecar.states``: memory kept current by the
+change feed, so a known user costs no storage read, and a change made anywhere reaches every
+instance within about a second; changes made here are forgotten at once. The user id is an
+opaque key. TOTP secrets are sealed (AES-GCM, bound to the user) before they reach storage; a pending
 secret belongs to one app session of the user.
 
 Every code is compared only after the throttle (``sidecar.throttle``) reserved the attempt
@@ -15,6 +14,7 @@ as a failure; every change is written to the audit trail (``sidecar.audit``).
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sidecar.audit import Audit, OnEvent
@@ -23,11 +23,9 @@ from sidecar.core import recovery, totp
 from sidecar.core.clock import Clock, Monotonic, wall
 from sidecar.core.clock import monotonic as steady
 from sidecar.crypto import SecretBox
+from sidecar.states import CachedState, States, cached_state
 from sidecar.storage import SIGNIN, Attempt, Scope, Storage, UserState
 from sidecar.throttle import Throttle
-
-STATE_CACHE_SECONDS = 5.0
-STATE_CACHE_LIMIT = 100_000
 
 
 class Check(enum.Enum):
@@ -47,13 +45,6 @@ class CheckResult:
     failures: int = 0  # a failed check: the user's failures in the window, this one included
 
 
-@dataclass(frozen=True, slots=True)
-class CachedState:
-    enrolled: bool
-    generation: int
-    fetched_at: float
-
-
 class Accounts:
     def __init__(self, config: Config, storage: Storage,
                  clock: Clock = wall,
@@ -68,53 +59,41 @@ class Accounts:
         self.box = SecretBox(config.encryption_keys)
         self.params = totp.TotpParams(config.totp.digits, config.totp.period,
                                       config.totp.algorithm, config.totp.skew)
-        self._states: dict[str, CachedState] = {}
-        self._contacts: dict[str, str] = {}
+        self.states = States(storage, config.cache.users, monotonic)
+        self._contacts: OrderedDict[str, str] = OrderedDict()
 
     # -- the hot path's view ------------------------------------------------------------
     async def cached_state(self, user_id: str) -> CachedState:
-        """Enrollment state from a cache of a few seconds, read from storage when older.
+        """The user's enrollment state: from memory while the change feed vouches for it,
+        else read from storage (StorageUnavailable while it is down: no stale answer)."""
+        return await self.states.get(user_id, self._load)
 
-        No stale answer: while storage is down, a state older than ``STATE_CACHE_SECONDS``
-        (or never read) cannot be decided (StorageUnavailable).
-        """
-        state = self._states.get(user_id)
-        if state is not None and self._fresh(state):
-            return state
-        return self._remember(await self.storage.get_user(user_id))
-
-    def _fresh(self, state: CachedState) -> bool:
-        return self.monotonic() - state.fetched_at < STATE_CACHE_SECONDS
-
-    def _remember(self, user: UserState) -> CachedState:
-        if len(self._states) >= STATE_CACHE_LIMIT:
-            self._states.clear()
-        state = CachedState(user.enrolled, user.generation, self.monotonic())
-        self._states[user.user_id] = state
-        return state
+    async def _load(self, user_id: str) -> CachedState:
+        user = await self.storage.get_user(user_id)
+        return cached_state(user.enrolled, user.generation)
 
     def generation_is(self, user_id: str, generation: int) -> bool:
-        """Whether the recent known state of the user is enrolled at ``generation`` (no I/O).
+        """Whether the user's state in memory is enrolled at ``generation`` (no I/O); False
+        when memory does not know or cannot vouch for it (the feed is not being read)."""
+        return self.states.generation_is(user_id, generation)
 
-        False once that state is older than ``STATE_CACHE_SECONDS``: it must be read again.
-        """
-        state = self._states.get(user_id)
-        return (state is not None and state.enrolled and state.generation == generation
-                and self._fresh(state))
+    def cache_sizes(self) -> dict[str, tuple[int, int]]:
+        return {"user_states": (len(self.states), self.states.limit),
+                "contacts": (len(self._contacts), self.states.limit)}
 
     async def remember_contact(self, user_id: str, email: str) -> None:
         """Keep the address notices go to, when the app told us one that changed."""
         if email and email != self._contacts.get(user_id):
             await self.storage.set_contact(user_id, email)
             self._contacts[user_id] = email
+            if len(self._contacts) > self.states.limit:
+                self._contacts.popitem(last=False)
 
     def forget(self, user_id: str) -> None:
-        self._states.pop(user_id, None)
+        self.states.forget(user_id)
 
     async def user(self, user_id: str) -> UserState:
-        user = await self.storage.get_user(user_id)
-        self._remember(user)
-        return user
+        return await self.storage.get_user(user_id)
 
     # -- enrollment ---------------------------------------------------------------------
     async def pending_secret(self, user_id: str, session: str = "") -> str:
@@ -246,6 +225,7 @@ class Accounts:
 
     async def unlock(self, user_id: str, client: str = "cli") -> bool:
         changed = await self.storage.unlock(user_id)
+        self.forget(user_id)
         if changed:
             await self.audit("unlocked", user_id, client)
         return changed

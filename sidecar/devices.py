@@ -4,20 +4,21 @@ The device cookie names the user, a random device id and the user's 2FA generati
 never replaces the app's own login: it only counts for the user the app says is logged in.
 Turning 2FA off or an admin reset bumps the generation (every device cookie ends) and forgets
 the devices; the settings page forgets one device or all. Whether a device is still
-remembered is read from storage and kept for a few seconds per device.
+remembered is read from storage once and kept with the user's state (``sidecar.states``)
+until the change feed says the user's devices changed (on any instance). The device's
+"last seen" is therefore when this instance first checked it since.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 
 from sidecar.core.tokens import DEVICE, Signer
+from sidecar.states import States
 from sidecar.storage import Device, Storage
 
-CHECK_CACHE_SECONDS = 5.0
 MAX_LENGTH = 1024
 
 
@@ -52,11 +53,12 @@ def describe_browser(user_agent: str) -> str:
 
 
 class Devices:
-    def __init__(self, storage: Storage, keys: tuple[str, ...], max_days: int) -> None:
+    def __init__(self, storage: Storage, keys: tuple[str, ...], max_days: int,
+                 states: States) -> None:
         self.storage = storage
         self.signer = Signer(keys, DEVICE, max_length=MAX_LENGTH)
         self.max_age = max_days * 86400
-        self._known: dict[str, tuple[float, bool]] = {}
+        self.states = states
 
     async def remember(self, user: str, generation: int, user_agent: str, now: int) -> str:
         """A new remembered device for the user; the cookie value."""
@@ -72,21 +74,19 @@ class Devices:
             return False
         if not 0 <= now - token.created_at <= self.max_age:
             return False
-        cached = self._known.get(token.device_id)
-        if cached is not None and time.monotonic() - cached[0] < CHECK_CACHE_SECONDS:
-            return cached[1]
+        known = self.states.device(user, token.device_id)
+        if known is not None:
+            return known
+        before = self.states.device_token()  # a change meanwhile: the answer is not kept
         known = await self.storage.device_seen(user, token.device_id, int(now))
-        if len(self._known) > 50_000:
-            self._known.clear()
-        self._known[token.device_id] = (time.monotonic(), known)
+        self.states.note_device(before, user, token.device_id, known)
         return known
 
     async def forget(self, user: str, device_id: str | None = None) -> int:
-        if device_id is None:
-            self._known.clear()
-        else:
-            self._known.pop(device_id, None)
-        return await self.storage.forget_devices(user, device_id)
+        try:
+            return await self.storage.forget_devices(user, device_id)
+        finally:
+            self.states.forget(user)
 
     def device_id(self, value: str) -> str | None:
         token = DeviceToken.read(self.signer, value)

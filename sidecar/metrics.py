@@ -2,9 +2,10 @@
 
 Decisions by outcome, code checks and security-key checks by result, audit events
 (enrollments, lockouts, ...), a latency histogram of the forward-auth endpoints, the app's
-who-am-I calls (latency, errors by kind), storage errors, build info, and the number of
-enrolled users (counted at most once a minute, when /metrics is read). Label children are
-looked up once and kept, so the hot path pays a dict lookup and an increment.
+who-am-I calls (latency, errors by kind), storage errors, build info, the number of enrolled
+users (counted at most once a minute, when /metrics is read), the sizes and limits of the
+in-memory caches, and whether the change feed vouches for the user states in memory. Label
+children are looked up once and kept, so the hot path pays a dict lookup and an increment.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ class Metrics:
                                f"most every {ENROLLED_REFRESH_SECONDS:.0f} s).",
                                registry=self.registry)
         self._enrolled_at = -ENROLLED_REFRESH_SECONDS
+        self._cache_entries = Gauge("totp_sidecar_cache_entries", "Entries in an in-memory cache "
+                                    "(user_states, contacts, answers).", ["cache"],
+                                    registry=self.registry)
+        self._cache_limit = Gauge("totp_sidecar_cache_limit", "The most entries a cache keeps.",
+                                  ["cache"], registry=self.registry)
+        self._feed_ok = Gauge("totp_sidecar_feed_healthy", "1 while the change feed was read "
+                              "recently enough to serve user states from memory, else 0.",
+                              registry=self.registry)
+        self._feed_drops = Gauge("totp_sidecar_state_drops", "Times every user state was dropped "
+                                 "because changes may have been missed (since start).",
+                                 registry=self.registry)
         self._decision_children: dict[str, Counter] = {}
 
     def decided(self, outcome: str, started: float) -> None:
@@ -99,6 +111,14 @@ class Metrics:
             return
         self._enrolled_at = now
         self._enrolled.set(await count())
+
+    def caches(self, sizes: dict[str, tuple[int, int]], feed_ok: bool, drops: int) -> None:
+        """The caches' (entries, limit) by name, and the change feed's health."""
+        for name, (entries, limit) in sizes.items():
+            self._cache_entries.labels(name).set(entries)
+            self._cache_limit.labels(name).set(limit)
+        self._feed_ok.set(1 if feed_ok else 0)
+        self._feed_drops.set(drops)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

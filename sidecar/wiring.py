@@ -51,7 +51,8 @@ def make_storage(config: Config) -> Storage:
     if isinstance(config.storage, PostgresConfig):
         from sidecar.storage.postgres import PostgresStorage  # asyncpg is loaded only when used
 
-        return PostgresStorage(config.storage.dsn)
+        return PostgresStorage(config.storage.dsn, config.storage.listen_dsn,
+                               config.storage.pgbouncer)
     return SQLiteStorage(config.storage.path)
 
 
@@ -123,10 +124,13 @@ class Parts:
     apps: Apps = field(default_factory=lambda: Apps(), repr=False, compare=False)
 
     async def open(self) -> None:
+        """Open the database and start applying its change feed to the user states."""
         await self.storage.open()
+        self.accounts.states.start()
 
     async def aclose(self) -> None:
         """Send the queued notices, then close every app's resolver and the database."""
+        await self.accounts.states.stop()
         await self.notifier.aclose()
         for parts in self.apps or (self,):
             await parts.resolver.aclose()
@@ -231,8 +235,8 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
 
     accounts = Accounts(config, storage, clock, on_event=on_event)
     remember = config.remember_device
-    devices = (Devices(storage, config.signing_keys, remember.max_days) if remember.enabled
-               else None)
+    devices = (Devices(storage, config.signing_keys, remember.max_days, accounts.states)
+               if remember.enabled else None)
     passkeys = Passkeys(accounts, storage)  # one for every app: its users by storage key
     apps = Apps()
     given = dict(resolvers or {})

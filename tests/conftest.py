@@ -196,6 +196,8 @@ async def start_env(config: Config, clock: FakeClock) -> AsyncGenerator[Env, Non
                                      cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     app = create_app(config, reset_client=reset_client, resolver=resolver, clock=clock)
     await app.parts.storage.open()
+    await app.parts.accounts.states.poll()
+    app.parts.accounts.states.start()  # the change feed, read in the background
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test",
                                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     try:
@@ -203,6 +205,7 @@ async def start_env(config: Config, clock: FakeClock) -> AsyncGenerator[Env, Non
     finally:
         await client.aclose()
         await app_client.aclose()
+        await app.parts.accounts.states.stop()
         await app.parts.notifier.aclose()
         await resolver.aclose()
         await reset_client.aclose()

@@ -8,10 +8,12 @@ backends to the same contract.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import count
 
-from sidecar.storage import SIGNIN, Attempt, Credential, Device, Event, Limits, Scope, UserState
+from sidecar.errors import StorageUnavailable
+from sidecar.storage import SIGNIN, Attempt, Change, Credential, Device, Event, Limits, Scope, UserState
 
 
 @dataclass
@@ -36,6 +38,8 @@ class MemoryStorage:
     credentials_: dict[str, Credential] = field(default_factory=dict)
     challenges: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)
     ids: count[int] = field(default_factory=lambda: count(1))
+    feed: list[Change] = field(default_factory=list)
+    bursts: dict[str, int] = field(default_factory=dict)
     opened: bool = False
 
     # -- life ---------------------------------------------------------------------------
@@ -47,6 +51,37 @@ class MemoryStorage:
 
     async def ping(self) -> None:
         return None
+
+    # -- the change feed and bursts -----------------------------------------------------
+    def _changed(self, user_id: str, kind: str, device_id: str | None = None) -> None:
+        seq = self.feed[-1].seq + 1 if self.feed else 1
+        self.feed.append(Change(seq, user_id, kind, device_id))
+
+    @property
+    def listens(self) -> bool:
+        return False
+
+    async def listen(self, wake: Callable[[], None], ready: Callable[[], None]) -> None:
+        raise StorageUnavailable("the memory storage cannot listen")
+
+    async def feed_touched(self) -> bool:
+        return True
+
+    async def feed_bounds(self) -> tuple[int, int] | None:
+        return (self.feed[0].seq, self.feed[-1].seq) if self.feed else None
+
+    async def feed_after(self, after: int, upto: int) -> list[Change]:
+        return [c for c in self.feed if after < c.seq <= upto]
+
+    async def prune_feed(self, before: int) -> None:
+        self.feed = self.feed[-1:]
+
+    async def burst_until(self, burst_key: str, now: int) -> int | None:
+        until = self.bursts.get(burst_key)
+        return until if until is not None and until > now else None
+
+    async def add_burst(self, burst_key: str, until: int, now: int) -> None:
+        self.bursts[burst_key] = until
 
     # -- users --------------------------------------------------------------------------
     def _user(self, user_id: str) -> UserState:
@@ -64,6 +99,7 @@ class MemoryStorage:
 
     async def disable(self, user_id: str) -> bool:
         user = self._user(user_id)
+        self._changed(user_id, "disabled")
         if not user.enrolled:
             return False
         self.credentials_ = {k: c for k, c in self.credentials_.items() if c.user_id != user_id}
@@ -78,10 +114,12 @@ class MemoryStorage:
 
     async def lock(self, user_id: str, until: int) -> None:
         self.users[user_id] = replace(self._user(user_id), locked_until=until)
+        self._changed(user_id, "locked")
 
     async def unlock(self, user_id: str) -> bool:
         user = self._user(user_id)
         self.failures = [f for f in self.failures if f.user_id != user_id]
+        self._changed(user_id, "unlocked")
         if user.locked_until <= 0:
             return False
         self.users[user_id] = replace(user, locked_until=0)
@@ -121,6 +159,7 @@ class MemoryStorage:
                                       last_step=step, generation=generation)
         if code_hashes:
             self.codes[user_id] = dict.fromkeys(code_hashes)
+        self._changed(user_id, "enabled")
         return generation
 
     async def use_step(self, user_id: str, secret: str, step: int) -> bool:
@@ -139,6 +178,7 @@ class MemoryStorage:
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
         self.codes[user_id] = dict.fromkeys(code_hashes)
+        self._changed(user_id, "codes")
 
     async def sealed_secrets(self) -> list[tuple[str, str, str, str]]:
         enrolled = [("users", u.user_id, "", u.secret) for u in self.users.values() if u.secret]
@@ -215,6 +255,7 @@ class MemoryStorage:
                 if d.user_id == user_id and device_id in (None, k)]
         for key in gone:
             del self.devices_[key]
+        self._changed(user_id, "devices", device_id)
         return len(gone)
 
     async def add_grant(self, grant_id: str, account: str, expires_at: int,

@@ -170,6 +170,15 @@ class PostgresConfig:
     """A PostgreSQL database shared by any number of instances."""
 
     dsn: str = field(repr=False)  # may carry a password: never printed
+    listen_dsn: str = field(default=_default("storage.postgres.listen_dsn"), repr=False)
+    pgbouncer: bool = _default("storage.postgres.pgbouncer")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """What each instance keeps in memory (bounded)."""
+
+    users: int = _default("cache.users")
 
 
 StorageConfig = SQLiteConfig | PostgresConfig
@@ -197,6 +206,7 @@ class Config:
     support_contact: str = _default("branding.support_contact")
     branding: BrandingConfig = field(default_factory=BrandingConfig)
     languages: LanguagesConfig = field(default_factory=LanguagesConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     hosts: tuple[str, ...] = _default("hosts")  # the top-level app's hosts (() = any)
     apps: tuple[AppConfig, ...] = ()  # the entries of ``apps`` (the top level is not one)
 

@@ -179,6 +179,17 @@ SCHEMA: tuple[Key | Section, ...] = (
        "`postgresql://user:password@host:5432/dbname` (asyncpg URL options allowed); the "
        "environment variable alone selects PostgreSQL. Never printed: messages name only "
        "`host:port/dbname`", required=True, env=ENV_POSTGRES_DSN),
+    _k("storage.postgres.pgbouncer", False, Bool(),
+       "`dsn` goes through a pooler in transaction mode (PgBouncer): no prepared statements kept, "
+       "no reset query, and no LISTEN on `dsn`"),
+    _k("storage.postgres.listen_dsn", "", Text(),
+       "a direct connection (never through a pooler) on which the sidecar LISTENs for changes "
+       "made by other instances; empty: `dsn` itself, or, with `pgbouncer`, none (the change "
+       "feed is then polled 4 times a second)"),
+    Section("cache", "what each instance keeps in memory"),
+    _k("cache.users", 100_000, Int(100, 10_000_000),
+       "users whose 2FA state (and remembered devices) are kept, least recently seen dropped "
+       "first; about 200 bytes each"),
     Section("totp", "the codes"),
     _k("totp.issuer", "totp-sidecar", Text(r"[^:]*", "must not contain ':' (it separates issuer "
                                            "and account)"),

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sidecar.config.apps import read_apps
 from sidecar.config.model import (
     ApiConfig,
+    CacheConfig,
     Config,
     CookieConfig,
     EmailConfig,
@@ -157,15 +158,21 @@ def _storage(r: Reader, data: dict[str, Any]) -> StorageConfig:
         elif path != ":memory:":
             path = str(r.path(path))
         return SQLiteConfig(path)
-    found = r.secret(r.section(st, "storage.postgres"), KEYS["storage.postgres.dsn"])
+    pg = r.section(st, "storage.postgres")
+    found = r.secret(pg, KEYS["storage.postgres.dsn"])
+    pgbouncer = bool(r.value(pg, "storage.postgres.pgbouncer"))
+    listen = r.value(pg, "storage.postgres.listen_dsn").strip()
+    # The values are never echoed: they may carry a password.
+    if listen and not _is_postgres_url(listen):
+        r.problem("storage.postgres.listen_dsn", "must be a URL such as "
+                  "postgresql://user:password@host:5432/dbname (a direct connection)")
     if found is None:
         return PostgresConfig("")
     where, dsn = found
-    # The value is never echoed: it may carry a password.
     if not isinstance(dsn, str) or not _is_postgres_url(dsn.strip()):
         r.problem(where, "must be a URL such as postgresql://user:password@host:5432/dbname")
         return PostgresConfig("")
-    return PostgresConfig(dsn.strip())
+    return PostgresConfig(dsn.strip(), listen, pgbouncer)
 
 
 def _languages(r: Reader, data: dict[str, Any]) -> LanguagesConfig:
@@ -224,6 +231,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         support_contact=branding.support_contact,
         branding=branding,
         languages=_languages(r, data),
+        cache=_simple(r, data, "cache", CacheConfig),
     )
     config = dataclasses.replace(config, hosts=r.value(data, "hosts"))
     config = dataclasses.replace(config, apps=read_apps(r, data, config))

@@ -6,12 +6,14 @@ in ``sidecar.wiring``. The PostgreSQL backend (asyncpg) is imported only when us
 """
 
 from sidecar.storage.credentials import Credential
-from sidecar.storage.records import RESET, SIGNIN, Attempt, Device, Event, Scope, UserState
+from sidecar.storage.records import RESET, SIGNIN, Attempt, Change, Device, Event, Scope, UserState
 from sidecar.storage.roles import (
     Attempts,
+    Bursts,
     Credentials,
     Devices,
     Events,
+    Feed,
     Grants,
     Keys,
     Limits,
@@ -21,6 +23,7 @@ from sidecar.storage.roles import (
 from sidecar.storage.sql import SQLStorage
 from sidecar.storage.sqlite import SQLiteStorage
 
-__all__ = ["RESET", "SIGNIN", "Attempt", "Attempts", "Credential", "Credentials", "Device", "Devices",
-           "Event", "Events", "Grants", "Keys", "Limits", "SQLStorage", "SQLiteStorage", "Scope",
+__all__ = ["RESET", "SIGNIN", "Attempt", "Attempts", "Bursts", "Change", "Credential", "Credentials",
+           "Device", "Devices", "Event", "Events", "Feed", "Grants", "Keys", "Limits", "SQLStorage",
+           "SQLiteStorage", "Scope",
            "Storage", "UserState", "Users"]

@@ -53,6 +53,10 @@ class CredentialsSQL(abc.ABC):
     @abc.abstractmethod
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
 
+    @abc.abstractmethod
+    def _changed(self, user_id: str, kind: str, device_id: str | None = None) -> list[Statement]:
+        """The change feed's statements for ``user_id`` (``sidecar.storage.feed``)."""
+
     async def add_challenge(self, challenge: str, user_id: str, session: str, purpose: str,
                             expires_at: int, now: int) -> None:
         """Keep a challenge for this session; expired ones (of anyone) go first."""
@@ -100,6 +104,7 @@ class CredentialsSQL(abc.ABC):
             ("DELETE FROM recovery_codes WHERE user_id = ?", (c.user_id,)),
             *[("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)", (c.user_id, h))
               for h in code_hashes],
+            *self._changed(c.user_id, "enabled"),  # 2FA on: every instance learns it
         ] if code_hashes else []
         results = await self._run([
             ("INSERT INTO webauthn_credentials (credential_id, user_id, public_key, sign_count,"

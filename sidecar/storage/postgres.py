@@ -12,6 +12,11 @@ operation means the same on both backends. What differs is how transactions are 
   delete-then-insert never interleaves.
 * Migrations (``storage/migrations/V000N.Name.postgres.up.sql``) run at open under their own
   advisory lock, so instances starting together apply each one once.
+* Nothing is kept in a session: locks are transaction-level (``pg_advisory_xact_lock``), so a
+  pooler in transaction mode (PgBouncer) may hand each transaction another server connection.
+  Behind one (``pgbouncer``), asyncpg keeps no prepared statements and no reset query runs.
+* A change's transaction ends with ``pg_notify`` (delivered at commit); ``listen`` waits for
+  those on a dedicated connection to ``listen_dsn`` (direct, never through a pooler).
 
 Every asyncpg, network or timeout error becomes StorageUnavailable; messages name the
 database as ``host:port/dbname``, never with the DSN's user, password or options.
@@ -19,22 +24,25 @@ database as ``host:port/dbname``, never with the DSN's user, password or options
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
 from sidecar.errors import StorageUnavailable
+from sidecar.storage.feed import FEED_CHANNEL, Statement
 from sidecar.storage.migrations import migrations
-from sidecar.storage.sql import Result, SQLStorage, Statement
+from sidecar.storage.sql import Result, SQLStorage
 
 POOL_MIN, POOL_MAX = 1, 10
 TIMEOUT_SECONDS = 3.0  # connecting, waiting for a pooled connection, one statement
+LISTEN_CHECK_SECONDS = 2.0  # how often the idle listening connection is checked
 _WRITE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('totp_sidecar.write', 0))"
 _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('totp_sidecar.migrate', 0))"
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
@@ -82,10 +90,14 @@ def _rowcount(status: str) -> int:
 class PostgresStorage(SQLStorage):
     """PostgreSQL through an asyncpg pool; any number of instances may share the database."""
 
-    def __init__(self, dsn: str) -> None:
+    NOTIFY_STATEMENTS = ((f"SELECT pg_notify('{FEED_CHANNEL}', '')", ()),)
+
+    def __init__(self, dsn: str, listen_dsn: str = "", pgbouncer: bool = False) -> None:
         self.dsn = dsn
         self.where = describe(dsn)
-        self._secrets = _passwords(dsn)
+        self.listen_dsn = listen_dsn or ("" if pgbouncer else dsn)
+        self.pgbouncer = pgbouncer
+        self._secrets = _passwords(dsn) + _passwords(listen_dsn)
         self._pool: asyncpg.Pool | None = None
 
     def __repr__(self) -> str:
@@ -99,10 +111,12 @@ class PostgresStorage(SQLStorage):
 
     async def open(self) -> None:
         try:
+            pooler: dict[str, Any] = ({"statement_cache_size": 0, "reset": _no_reset}
+                                      if self.pgbouncer else {})
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=POOL_MIN, max_size=POOL_MAX, timeout=TIMEOUT_SECONDS,
                 command_timeout=TIMEOUT_SECONDS,
-                server_settings={"application_name": "totp-sidecar"})
+                server_settings={"application_name": "totp-sidecar"}, **pooler)
             await self._migrate()
         except (*_ERRORS, ValueError) as exc:
             await self.close()
@@ -178,3 +192,39 @@ class PostgresStorage(SQLStorage):
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         async with self._connection() as conn:
             return [tuple(row) for row in await conn.fetch(numbered(sql), *params)]
+
+    @property
+    def listens(self) -> bool:
+        """Whether ``listen`` can wait for changes (without, the feed is polled only)."""
+        return bool(self.listen_dsn)
+
+    async def listen(self, wake: Callable[[], None], ready: Callable[[], None]) -> None:
+        """Call ``wake`` at every change committed, until the listening connection is lost
+        (then StorageUnavailable). ``ready`` is called once it listens."""
+        if not self.listen_dsn:
+            raise StorageUnavailable("no connection to listen on (storage.postgres.listen_dsn)")
+        lost = asyncio.Event()
+        try:
+            conn = await asyncpg.connect(
+                self.listen_dsn, timeout=TIMEOUT_SECONDS, command_timeout=TIMEOUT_SECONDS,
+                server_settings={"application_name": "totp-sidecar feed"})
+        except (*_ERRORS, ValueError) as exc:
+            raise self._unavailable("cannot listen to", exc) from None
+        try:
+            conn.add_termination_listener(lambda _: lost.set())
+            await conn.add_listener(FEED_CHANNEL, lambda *_: wake())
+            ready()
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), LISTEN_CHECK_SECONDS)
+                if not lost.is_set():
+                    await conn.execute("SELECT 1")
+        except _ERRORS as exc:
+            raise self._unavailable("lost the listening connection to", exc) from None
+        finally:
+            conn.terminate()
+        raise StorageUnavailable(f"lost the listening connection to {describe(self.listen_dsn)}")
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Behind a pooler nothing is kept in a session, so nothing is reset at release."""

@@ -59,3 +59,14 @@ class UserState:
     def enrolled(self) -> bool:
         """2FA is on: an authenticator app (``secret``), security keys, or both."""
         return self.enabled_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row of the change feed: something about ``user_id`` changed (``kind``; for a
+    forgotten device, which one; None: all of them)."""
+
+    seq: int
+    user_id: str
+    kind: str
+    device_id: str | None = None

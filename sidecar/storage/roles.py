@@ -8,10 +8,11 @@ devices: ``Devices``), so a test can hand it a small fake and a reader sees what
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from sidecar.storage.credentials import Credential
-from sidecar.storage.records import SIGNIN, Attempt, Device, Event, Scope, UserState
+from sidecar.storage.records import SIGNIN, Attempt, Change, Device, Event, Scope, UserState
 
 
 class Limits(Protocol):
@@ -111,7 +112,27 @@ class Credentials(Protocol):
     async def remove_credential(self, user_id: str, credential_id: str) -> bool: ...
 
 
-class Storage(Users, Keys, Attempts, Events, Devices, Grants, Credentials, Protocol):
+class Feed(Protocol):
+    """The change feed: every change of a user's 2FA state, numbered in commit order."""
+
+    @property
+    def listens(self) -> bool: ...
+    async def listen(self, wake: Callable[[], None], ready: Callable[[], None]) -> None: ...
+    async def feed_touched(self) -> bool: ...
+    async def feed_bounds(self) -> tuple[int, int] | None: ...
+    async def feed_after(self, after: int, upto: int) -> list[Change]: ...
+    async def prune_feed(self, before: int) -> None: ...
+
+
+class Bursts(Protocol):
+    """The X-OTP burst windows of API credentials, shared by every instance."""
+
+    async def burst_until(self, burst_key: str, now: int) -> int | None: ...
+    async def add_burst(self, burst_key: str, until: int, now: int) -> None: ...
+
+
+class Storage(Users, Keys, Attempts, Events, Devices, Grants, Credentials, Feed, Bursts,
+              Protocol):
     """Every role, and the database's life: opened at start, closed at the end."""
 
     async def open(self) -> None: ...

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.storage.credentials import CredentialsSQL
+from sidecar.storage.feed import FeedSQL, Statement
 from sidecar.storage.records import SIGNIN, Attempt, Device, Event, Scope, UserState
 from sidecar.storage.roles import Limits
 
 FAILURES_KEPT = 86400  # failures older than this (or the window) are pruned
-Statement = tuple[str, tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class Result:
         return self.rows[0][0] if self.rows else None
 
 
-class SQLStorage(CredentialsSQL, abc.ABC):
+class SQLStorage(FeedSQL, CredentialsSQL, abc.ABC):
     """Every Storage operation, written once in SQL that SQLite and PostgreSQL both run.
 
     A backend provides ``_run`` (statements as one transaction; with ``guard``, rolled back
@@ -117,6 +117,7 @@ class SQLStorage(CredentialsSQL, abc.ABC):
             *([("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))] if code_hashes else []),
             *[("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)", (user_id, h))
               for h in code_hashes],
+            *self._changed(user_id, "enabled"),
             ("SELECT generation FROM users WHERE user_id = ?", (user_id,)),
         ], guard=True)
         return int(results[-1].scalar) if results and results[-1].rows else None
@@ -139,7 +140,7 @@ class SQLStorage(CredentialsSQL, abc.ABC):
             ("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))]
         statements += [("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
                         (user_id, h)) for h in code_hashes]
-        await self._run(statements)
+        await self._run([*statements, *self._changed(user_id, "codes")])
 
     async def disable(self, user_id: str) -> bool:
         """2FA off: secret, security keys and codes gone, generation bumped so every 2FA cookie ends."""
@@ -152,6 +153,7 @@ class SQLStorage(CredentialsSQL, abc.ABC):
             ("DELETE FROM pending WHERE user_id = ?", (user_id,)),
             ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
             ("DELETE FROM devices WHERE user_id = ?", (user_id,)),
+            *self._changed(user_id, "disabled"),
         ])
         return results[0].rowcount == 1
 
@@ -253,12 +255,13 @@ class SQLStorage(CredentialsSQL, abc.ABC):
         await self._run([
             ("INSERT INTO users (user_id, locked_until) VALUES (?, ?) ON CONFLICT (user_id)"
              " DO UPDATE SET locked_until = excluded.locked_until",
-             (user_id, until))])
+             (user_id, until)), *self._changed(user_id, "locked")])
 
     async def unlock(self, user_id: str) -> bool:
         results = await self._run([
             ("UPDATE users SET locked_until = 0 WHERE user_id = ? AND locked_until > 0", (user_id,)),
             ("DELETE FROM failures WHERE user_id = ?", (user_id,)),
+            *self._changed(user_id, "unlocked"),
         ])
         return results[0].rowcount == 1
 
@@ -341,9 +344,9 @@ class SQLStorage(CredentialsSQL, abc.ABC):
 
     async def forget_devices(self, user_id: str, device_id: str | None = None) -> int:
         """Forget one device of the user, or all of them; how many were forgotten."""
-        if device_id is None:
-            (result,) = await self._run([("DELETE FROM devices WHERE user_id = ?", (user_id,))])
-        else:
-            (result,) = await self._run([("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
-                                          (user_id, device_id))])
-        return int(result.rowcount)
+        statement: Statement = (("DELETE FROM devices WHERE user_id = ?", (user_id,))
+                                if device_id is None else
+                                ("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
+                                 (user_id, device_id)))
+        results = await self._run([statement, *self._changed(user_id, "devices", device_id)])
+        return int(results[0].rowcount)

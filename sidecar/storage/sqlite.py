@@ -16,8 +16,9 @@ from typing import Any
 import aiosqlite
 
 from sidecar.errors import StorageUnavailable
+from sidecar.storage.feed import Statement
 from sidecar.storage.migrations import migrations
-from sidecar.storage.sql import Result, SQLStorage, Statement
+from sidecar.storage.sql import Result, SQLStorage
 
 BUSY_TIMEOUT_MS = 3000
 MIGRATIONS = migrations("sqlite")
@@ -30,6 +31,7 @@ class SQLiteStorage(SQLStorage):
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._data_version: int | None = None
 
     @staticmethod
     def check_path(path: str) -> None:
@@ -136,6 +138,14 @@ class SQLiteStorage(SQLStorage):
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"database error: {exc}") from None
             return results
+
+    async def feed_touched(self) -> bool:
+        """Whether another connection committed since the last call (``PRAGMA data_version``:
+        no table is read). This connection's own commits are applied by the process itself."""
+        rows = await self._fetch("PRAGMA data_version", ())
+        version = int(rows[0][0])
+        touched, self._data_version = version != self._data_version, version
+        return touched
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         async with self._lock:

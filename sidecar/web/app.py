@@ -197,6 +197,13 @@ class SidecarApp:
     async def metrics(self, request: Request) -> Response:
         with contextlib.suppress(StorageUnavailable):  # the gauge keeps its last value
             await self.parts.metrics.refresh_enrolled(self.parts.storage.count_enrolled)
+        states = self.parts.accounts.states
+        sizes = dict(self.parts.accounts.cache_sizes())
+        for site in self.sites.values():  # every app's answer cache, added up
+            for name, (size, limit) in site.forward_auth.cache_sizes().items():
+                held, most = sizes.get(name, (0, 0))
+                sizes[name] = (held + size, most + limit)
+        self.parts.metrics.caches(sizes, states.healthy(), states.drops)
         return Response(self.parts.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from sidecar import logs
 from sidecar.accounts import Check
+from sidecar.bursts import Bursts
 from sidecar.core import policy
 from sidecar.core.forwarded import Original, original_for_forward, original_for_nginx, wants_html
 from sidecar.core.policy import Target
@@ -105,8 +106,11 @@ class ForwardAuth:
         self.cookies = cookies
         self.prefix = parts.config.prefix
         self.otp_header = parts.config.api.otp_header.lower()
-        self._bursts: dict[tuple[str, str, str], float] = {}  # (credential fp, user, code) → until
+        self.bursts = Bursts(parts.storage, parts.config.hash_key)
         self._answers: dict[tuple[Any, ...], Cached] = {}
+
+    def cache_sizes(self) -> dict[str, tuple[int, int]]:
+        return {"answers": (len(self._answers), ANSWER_CACHE_LIMIT)}
 
     async def __call__(self, scope: MutableMapping[str, Any], send: Send, dialect: Dialect) -> None:
         started = time.perf_counter()
@@ -201,18 +205,16 @@ class ForwardAuth:
                 401, "otp_required", "this account uses two-factor authentication: send a "
                 f"current code in the {parts.config.api.otp_header} header", required), None
         now = parts.clock()
-        burst = (parts.passes.fingerprint(reading.authorization), user, code)
-        until = self._bursts.get(burst)
-        if until is not None and now < until:
+        state = await parts.accounts.cached_state(user)
+        burst = self.bursts.key(reading.authorization, user, code, state.generation)
+        if parts.config.api.burst_seconds and await self.bursts.passes(burst, now):
             return None
         if (await parts.accounts.user(user)).secret is None:  # no code can be right: none compared
             return "otp_required", json_error(401, "otp_required", keys_only, required), None
         result = await parts.accounts.check(user, code, reading.client, allow_recovery=False)
         if result.check is Check.OK:
             if parts.config.api.burst_seconds:
-                if len(self._bursts) > 10_000:
-                    self._bursts = {k: v for k, v in self._bursts.items() if v > now}
-                self._bursts[burst] = now + parts.config.api.burst_seconds
+                await self.bursts.open(burst, parts.config.api.burst_seconds, now)
             return None
         detail = ("too many failed codes; try again later" if result.check is Check.LOCKED
                   else "the code is not valid (wrong, expired or already used)")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 
+import httpx
 import pytest
 
-from tests.conftest import Env
+from sidecar.primary import IntrospectResolver
+from sidecar.web.app import create_app
+from tests.conftest import Env, sqlite_path
 
 pytestmark = pytest.mark.anyio
 
@@ -80,3 +84,34 @@ async def test_recovery_codes_are_not_accepted_in_x_otp(env: Env) -> None:
     response = await api(env, basic("alice", "alice-password"), codes[0])
     assert response.json()["error"] == "otp_invalid"
     assert (await env.sidecar.parts.storage.get_user("alice")).recovery_left == 20
+
+
+async def test_the_burst_window_is_shared_by_every_instance(env: Env) -> None:
+    """A code accepted on instance A serves the credential's further calls on instance B
+    within ``api.burst_seconds`` (B checking it would find it used: 401), and storage holds
+    neither the credential nor the code."""
+    browser = env.browser()
+    await browser.login("alice")
+    secret, _ = await browser.enroll()
+    env.clock.advance(30)
+    code, auth = env.code(secret), basic("alice", "alice-password")
+    other = create_app(env.config, clock=env.clock,
+                       resolver=IntrospectResolver(env.config, client=env.app_client))
+    await other.parts.storage.open()
+    on_b = httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://app.test")
+    try:
+        headers = {"accept": "application/json", "authorization": auth, "x-otp": code,
+                   "x-original-url": "http://app.test/api/data", "x-original-method": "GET"}
+        assert (await api(env, auth, code)).status_code == 200  # A checks the code
+        on_other = await on_b.get("/auth/nginx", headers=headers)
+        assert on_other.status_code == 200 and on_other.headers["remote-user"] == "alice"
+        with sqlite3.connect(sqlite_path(env.config)) as db:
+            stored = repr(db.execute("SELECT * FROM bursts").fetchall())
+        assert "burst" not in stored and code not in stored and "alice-password" not in stored
+        assert auth.split()[1] not in stored
+        env.clock.advance(env.config.api.burst_seconds + 1)
+        spent = await on_b.get("/auth/nginx", headers=headers)
+        assert spent.status_code == 401 and spent.json()["error"] == "otp_invalid"
+    finally:
+        await on_b.aclose()
+        await other.parts.storage.close()

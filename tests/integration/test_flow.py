@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from sidecar.errors import StorageUnavailable
+from sidecar.states import STALE_SECONDS
 from sidecar.storage import SQLiteStorage
 from tests.conftest import Env, FakeClock, make_config, sqlite_path, start_env
 
@@ -377,10 +378,11 @@ async def test_missing_database_gives_503_once_the_cached_state_is_stale(env: En
     Path(sqlite_path(env.config)).unlink()
     page = await browser.get("/_2fa/settings")
     assert page.status_code == 503 and "unavailable" in page.text
-    assert (await browser.auth()).status_code == 200  # a state younger than its cache time
-    states = env.sidecar.parts.accounts._states
-    for user, state in list(states.items()):  # the state cache went stale: not a state
-        states[user] = dataclasses.replace(state, fetched_at=-1e9)
+    assert (await browser.auth()).status_code == 200  # the feed was read a moment ago
+    states = env.sidecar.parts.accounts.states
+    with pytest.raises(StorageUnavailable):
+        await states.poll()  # what the background task now meets every time
+    states.read_at -= STALE_SECONDS  # ... for STALE_SECONDS: memory is no answer any more
     assert (await browser.auth()).status_code == 503
     newcomer = env.browser()
     await newcomer.login("bob")
@@ -408,6 +410,21 @@ async def test_probes(env: Env) -> None:
     await env.browser().auth()
     metrics = await env.client.get("/metrics")
     assert 'totp_sidecar_decisions_total{outcome="allow"}' in metrics.text
+
+
+async def test_metrics_show_the_caches_and_the_feed(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, cache={"users": 500})
+    async for env in start_env(config, clock):
+        for user in ("alice", "bob"):
+            browser = env.browser()
+            await browser.login(user)
+            assert (await browser.auth()).status_code == 200
+        text = (await env.client.get("/metrics")).text
+        assert 'totp_sidecar_cache_entries{cache="user_states"} 2.0' in text
+        assert 'totp_sidecar_cache_limit{cache="user_states"} 500.0' in text
+        assert 'totp_sidecar_cache_limit{cache="answers"} 4096.0' in text
+        assert "totp_sidecar_feed_healthy 1.0" in text
+        assert "totp_sidecar_state_drops 1.0" in text  # the first read of the feed
 
 
 async def test_challenge_page_sends_an_unenrolled_user_to_setup_where_required(

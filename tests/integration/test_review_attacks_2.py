@@ -120,11 +120,11 @@ async def test_answer_cache_does_not_replay_bobs_200_after_a_login_as_alice(
 # -- 3. a stale state cache lets a second session enroll its own secret over alice's -----------
 async def test_enrollment_never_replaces_a_secret_that_is_already_on(tmp_path: Path,
                                                                       clock: FakeClock) -> None:
-    """HIGH (more than one instance, or any instance whose 5-second state cache is stale).
+    """HIGH (more than one instance: another's view is stale until it reads the change feed).
     ``storage.complete_enrollment`` is an unconditional upsert: it only checks that the
     posted secret is still pending *for this session*, never that the user has no secret yet;
     the only "already enrolled?" check is the page's ``visit.enrolled``, read from the
-    per-instance state cache (up to ``STATE_CACHE_SECONDS`` old). Two instances on one
+    per-instance state cache (until the instance reads the change feed). Two instances on one
     database: the attacker (alice's password, his own browser) opens /_2fa/enroll on
     instance B (B now caches "alice: not enrolled"); alice turns 2FA on through instance A
     (which drops every pending secret); the attacker reloads /_2fa/enroll on B (still "not
@@ -159,6 +159,7 @@ async def test_enrollment_never_replaces_a_secret_that_is_already_on(tmp_path: P
         resolver = IntrospectResolver(config, client=jarless(demo))
         app = create_app(config, resolver=resolver, clock=clock)
         await app.parts.storage.open()
+        await app.parts.accounts.states.poll()  # read once, then not again: B's view goes stale
         client = jarless(app)
         closers += [client, resolver]
         instances.append((app, Env(app, client, app_client, clock, config, demo.state.demo)))

@@ -43,6 +43,8 @@ LAYERS: dict[str, int] = {
     "sidecar.throttle": SERVICES,
     "sidecar.audit": SERVICES,
     "sidecar.devices": SERVICES,
+    "sidecar.states": SERVICES,
+    "sidecar.bursts": SERVICES,
     "sidecar.primary": SERVICES,
     "sidecar.notify": SERVICES,
     "sidecar.metrics": SERVICES,

@@ -96,3 +96,25 @@ def test_dsn_description_and_placeholders() -> None:
     assert describe("postgresql:///totp?host=/run/postgresql&password=x") == "/totp"
     assert numbered("UPDATE t SET a = ? WHERE b = ? AND c < ?") == \
         "UPDATE t SET a = $1 WHERE b = $2 AND c < $3"
+
+
+def test_pgbouncer_and_a_listen_dsn(tmp_path: Path) -> None:
+    """Behind PgBouncer: no prepared statements kept, LISTEN only on the direct ``listen_dsn``;
+    without PgBouncer the DSN itself listens. A bad listen DSN is a problem, never echoed."""
+    direct = "postgresql://sidecar:s3cret-pw@db.internal:5432/totp"
+    config = parse_config(with_storage(tmp_path, {"postgres": {
+        "dsn": DSN, "pgbouncer": True, "listen_dsn": direct}}), {})
+    assert config.storage == PostgresConfig(DSN, direct, True)
+    assert "s3cret" not in repr(config.storage)
+    storage = make_storage(config)
+    assert isinstance(storage, PostgresStorage)
+    assert storage.pgbouncer and storage.listens and storage.listen_dsn == direct
+    alone = make_storage(parse_config(with_storage(tmp_path, {"postgres": {
+        "dsn": DSN, "pgbouncer": True}}), {}))
+    assert isinstance(alone, PostgresStorage) and not alone.listens  # polled only
+    plain = make_storage(parse_config(with_storage(tmp_path, {"postgres": {"dsn": DSN}}), {}))
+    assert isinstance(plain, PostgresStorage) and plain.listen_dsn == DSN and not plain.pgbouncer
+    found = problems(with_storage(tmp_path, {"postgres": {
+        "dsn": DSN, "listen_dsn": "mysql://u:s3cret-pw@h/db"}}))
+    assert found == ["storage.postgres.listen_dsn: must be a URL such as "
+                     "postgresql://user:password@host:5432/dbname (a direct connection)"]

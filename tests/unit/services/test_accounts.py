@@ -64,6 +64,9 @@ async def test_disable_ends_the_generation(accounts: Accounts, clock: FakeClock)
     await enroll(accounts, clock)
     assert accounts.generation_is("alice", 1) is False  # not read since enrolling
     state = await accounts.cached_state("alice")
+    assert accounts.generation_is("alice", 1) is False  # the feed was never read: not kept
+    await accounts.states.poll()
+    state = await accounts.cached_state("alice")
     assert (state.enrolled, state.generation) == (True, 1)
     assert accounts.generation_is("alice", 1)
     assert await accounts.disable("alice")

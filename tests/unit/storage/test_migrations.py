@@ -32,4 +32,5 @@ def test_the_sqlite_history_builds_the_schema() -> None:
             db.execute(statement)
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"users", "pending", "recovery_codes", "failures", "events", "contacts",
-                      "devices", "grants", "webauthn_credentials", "webauthn_challenges"}
+                      "devices", "grants", "webauthn_credentials", "webauthn_challenges", "feed",
+                      "bursts", "sqlite_sequence"}

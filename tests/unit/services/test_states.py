@@ -1,0 +1,100 @@
+"""The user states in memory: applied from the feed, vouched for while it is read, a lost
+LISTEN connection drops them all (the in-memory storage of ``tests.fakes``, a fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from sidecar.errors import StorageUnavailable
+from sidecar.states import STALE_SECONDS, CachedState, States
+from tests.conftest import FakeClock
+from tests.fakes import MemoryStorage
+
+pytestmark = pytest.mark.anyio
+
+
+async def load(user: str) -> CachedState:
+    return CachedState(enrolled=True, generation=1)
+
+
+async def test_nothing_is_kept_before_the_feed_was_read() -> None:
+    states = States(MemoryStorage(), 10, FakeClock(100.0))
+    await states.get("alice", load)
+    assert len(states) == 0 and not states.generation_is("alice", 1)
+    await states.poll()
+    await states.get("alice", load)
+    assert len(states) == 1 and states.generation_is("alice", 1)
+
+
+async def test_a_change_in_the_feed_forgets_that_user_only() -> None:
+    storage = MemoryStorage()
+    states = States(storage, 10, FakeClock(100.0))
+    await states.poll()
+    for user in ("alice", "bob"):
+        await states.get(user, load)
+    await storage.lock("alice", 5)  # any change of alice
+    await states.poll()
+    assert not states.generation_is("alice", 1) and states.generation_is("bob", 1)
+
+
+async def test_memory_is_no_answer_once_the_feed_is_old() -> None:
+    ticks = FakeClock(100.0)
+    states = States(MemoryStorage(), 10, ticks)
+    await states.poll()
+    await states.get("alice", load)
+    ticks.advance(STALE_SECONDS - 0.1)
+    assert states.peek("alice") is not None
+    ticks.advance(0.1)
+    assert states.peek("alice") is None and not states.healthy()
+    await states.poll()
+    assert states.peek("alice") is not None  # read again: nothing was missed
+
+
+class Listening(MemoryStorage):
+    """A storage whose LISTEN connection is lost once, then comes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections = 0
+        self.cut = asyncio.Event()
+
+    @property
+    def listens(self) -> bool:
+        return True
+
+    async def listen(self, wake: Callable[[], None], ready: Callable[[], None]) -> None:
+        self.connections += 1
+        ready()
+        if self.connections == 1:
+            await self.cut.wait()
+            raise StorageUnavailable("connection lost")
+        await asyncio.sleep(3600)
+
+
+async def test_a_lost_listen_connection_drops_every_state_and_so_does_listening_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sidecar.states.RELISTEN_SECONDS", 0.01)
+    storage = Listening()
+    states = States(storage, 10)
+    states.start()
+    try:
+        for _ in range(200):
+            if states.healthy():
+                break
+            await asyncio.sleep(0.01)
+        await states.get("alice", load)
+        assert states.listening and len(states) == 1
+        drops = states.drops
+        storage.cut.set()
+        for _ in range(200):
+            if storage.connections >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
+        assert storage.connections == 2 and states.listening
+        assert states.drops >= drops + 2 and len(states) == 0  # lost, and listening again
+    finally:
+        await states.stop()
