@@ -10,12 +10,14 @@ forward-auth endpoints and every page ask it; none re-derives allow / challenge 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from sidecar.accounts import Accounts
 from sidecar.config import Config
 from sidecar.core import policy
+from sidecar.core.apps import DEFAULT_APP, storage_key
 from sidecar.core.clock import Clock
 from sidecar.core.policy import Level, Policy, Rule, Subject, Target
 from sidecar.core.request import SAFE_METHODS, Reading
@@ -41,7 +43,8 @@ class Verdict:
 
     @property
     def user(self) -> str | None:
-        return self.identity.user if self.identity else None
+        """The user's storage key (the user in the app's namespace)."""
+        return self.identity.storage_key if self.identity else None
 
     @property
     def verified(self) -> bool:
@@ -53,8 +56,10 @@ class Decision:
     and lets ``policy.decide`` answer."""
 
     def __init__(self, config: Config, resolver: Resolver, accounts: Accounts, passes: Passes,
-                 devices: Devices | None, clock: Clock, policy: Policy | None = None) -> None:
+                 devices: Devices | None, clock: Clock, policy: Policy | None = None,
+                 namespace: str = DEFAULT_APP) -> None:
         self.config = config
+        self.namespace = namespace  # the app's users_namespace: whose 2FA states it reads
         self.resolver = resolver
         self.accounts = accounts
         self.passes = passes
@@ -89,7 +94,16 @@ class Decision:
             if differs:
                 raise Ambiguous("the cookies and the Authorization header name different users")
             resolved = Resolved(resolved.identity, min(resolved.until, alone.until))
-        return resolved
+        return self._in_namespace(resolved)
+
+    def _in_namespace(self, resolved: Resolved) -> Resolved:
+        """The identity with its storage key in this app's users namespace: the one place a
+        user of an app becomes a key of the storage (``core.apps.storage_key``)."""
+        identity = resolved.identity
+        if identity is None or self.namespace == DEFAULT_APP:
+            return resolved  # the top-level namespace keeps raw user ids (existing databases)
+        key = storage_key(self.namespace, identity.user)
+        return Resolved(dataclasses.replace(identity, key=key), resolved.until)
 
     # -- the decision -------------------------------------------------------------------
     def rule(self, target: Target, identity: Identity | None) -> Rule:
@@ -106,7 +120,7 @@ class Decision:
         if identity is not None and identity.email:
             await self._remember_contact(identity)
         rule = self.rule(target, identity) if target is not None else Rule(Level.OPTIONAL)
-        user = identity.user if identity else None
+        user = identity.storage_key if identity else None
         item: Pass | None = None
         new_pass: str | None = None
         enrolled = False
@@ -135,7 +149,7 @@ class Decision:
         """The address the app reports now is the user's at the reset gate and for notices
         (a write only when it changed; a storage fault here never fails the request)."""
         with contextlib.suppress(StorageUnavailable):
-            await self.accounts.remember_contact(identity.user, identity.email)
+            await self.accounts.remember_contact(identity.storage_key, identity.email)
 
     async def _device_vouches(self, reading: Reading, user: str, generation: int) -> bool:
         if self.devices is None:

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from sidecar.config import EmailConfig, NotifyConfig, WebhookConfig
+from sidecar.core.apps import DEFAULT_APP, split_key
 
 log = logging.getLogger("sidecar.notify")
 QUEUE_LIMIT = 1000
@@ -46,12 +47,19 @@ ADVICE = "If this was not you, contact your administrator at once."
 @dataclass(frozen=True, slots=True)
 class Notice:
     event: str
-    user: str
+    user: str  # the user's storage key (the user in an app's users namespace)
     at: int
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def account(self) -> str:
+        """The user id as the app names it (without the users namespace)."""
+        return split_key(self.user)[1]
+
     def payload(self) -> dict[str, Any]:
-        return {"event": self.event, "user": self.user, "time": self.at, "detail": self.detail}
+        namespace, account = split_key(self.user)
+        out = {"event": self.event, "user": account, "time": self.at, "detail": self.detail}
+        return out if namespace == DEFAULT_APP else {**out, "users_namespace": namespace}
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -61,7 +69,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 def mail_text(notice: Notice, issuer: str) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(notice.at))
-    lines = [f"{SUBJECTS[notice.event]} ({issuer}, account {notice.user}, {when})."]
+    lines = [f"{SUBJECTS[notice.event]} ({issuer}, account {notice.account}, {when})."]
     if notice.event == "recovery_code_used" and "remaining" in notice.detail:
         lines.append(f"You have {notice.detail['remaining']} recovery codes left.")
     if notice.event in ("key_added", "key_removed") and "key" in notice.detail:
@@ -91,10 +99,12 @@ async def retrying(send: Callable[[], Awaitable[None]], retries: int, what: str,
 class Notifier:
     def __init__(self, config: NotifyConfig, issuer: str,
                  contact: Callable[[str], Awaitable[str]],
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | None = None,
+                 issuers: dict[str, str] | None = None) -> None:
         self.config = config
         self.contact = contact
         self.issuer = issuer
+        self.issuers = issuers or {}  # users namespace → the issuer its e-mails name
         self.enabled = bool(config.webhook or config.email)
         self._client = client
         self._queue: asyncio.Queue[Notice] = asyncio.Queue(QUEUE_LIMIT)
@@ -171,8 +181,9 @@ class Notifier:
         message = EmailMessage()
         message["From"] = settings.sender
         message["To"] = email
-        message["Subject"] = f"[{self.issuer}] {SUBJECTS[notice.event]}"
-        message.set_content(mail_text(notice, self.issuer))
+        issuer = self.issuers.get(split_key(notice.user)[0], self.issuer)
+        message["Subject"] = f"[{issuer}] {SUBJECTS[notice.event]}"
+        message.set_content(mail_text(notice, issuer))
 
         async def send() -> None:
             await aiosmtplib.send(

@@ -44,6 +44,12 @@ class Identity:
     email: str = ""
     name: str = ""
     groups: tuple[str, ...] = ()
+    key: str = ""  # the user's storage key in the app's namespace ("": the raw user id)
+
+    @property
+    def storage_key(self) -> str:
+        """Whose 2FA state this is: the user in the app's users namespace."""
+        return self.key or self.user
 
 
 @dataclass(frozen=True, slots=True)

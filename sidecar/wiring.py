@@ -9,24 +9,41 @@ a resolver talking to an in-process app, a fixed clock).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from sidecar.accounts import Accounts
-from sidecar.config import Config, PostgresConfig
+from sidecar.config import AppConfig, Config, PostgresConfig
+from sidecar.core.apps import DEFAULT_APP, choose_app
 from sidecar.core.clock import Clock, wall
-from sidecar.core.forwarded import TrustedProxies
+from sidecar.core.forwarded import (
+    TrustedProxies,
+    original_for_forward,
+    original_for_nginx,
+    page_origin,
+)
 from sidecar.core.policy import Level, Policy, Rule, exact_path_rule
-from sidecar.core.request import CODES_COOKIE, ENROLL_COOKIE, RESET_COOKIES, Door
+from sidecar.core.request import (
+    CODES_COOKIE,
+    ENROLL_COOKIE,
+    READ_HEADERS,
+    RESET_COOKIES,
+    Door,
+    Headers,
+)
 from sidecar.decision import Decision
 from sidecar.devices import Devices
+from sidecar.errors import BadForwardedRequest
 from sidecar.metrics import Metrics
 from sidecar.notify import Notifier
 from sidecar.passes import Passes
 from sidecar.passkeys import Passkeys
 from sidecar.primary import HeaderResolver, IntrospectResolver, Resolver
 from sidecar.storage import SQLiteStorage, Storage
+
+HOST_CACHE_LIMIT = 4096
 
 
 def make_storage(config: Config) -> Storage:
@@ -86,7 +103,9 @@ def make_policy(config: Config) -> Policy:
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """The parts of one running sidecar, each made once by ``build_parts``."""
+    """The parts of one app of a running sidecar, each made once by ``build_parts``: the app's
+    own settings, resolver, door, passes and decision; storage, accounts, metrics and notices
+    shared by every app (``apps``; the top-level app's parts are ``apps.default``)."""
 
     config: Config
     clock: Clock
@@ -100,6 +119,9 @@ class Parts:
     door: Door
     decision: Decision
     passkeys: Passkeys
+    app: str = DEFAULT_APP
+    namespace: str = DEFAULT_APP  # the app's users_namespace (core.apps.storage_key)
+    apps: Apps = field(default_factory=lambda: Apps(), repr=False, compare=False)
 
     async def open(self) -> None:
         """Open the database and start applying its change feed to the user states."""
@@ -107,30 +129,130 @@ class Parts:
         self.accounts.states.start()
 
     async def aclose(self) -> None:
-        """Send the queued notices, then close the resolver's client and the database."""
+        """Send the queued notices, then close every app's resolver and the database."""
         await self.accounts.states.stop()
         await self.notifier.aclose()
-        await self.resolver.aclose()
+        for parts in self.apps or (self,):
+            await parts.resolver.aclose()
         await self.storage.close()
 
 
+class Apps:
+    """Every app of this sidecar; ``for_request`` is the one place a request's app is chosen."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Parts] = {}
+        self._hosts: list[tuple[str, tuple[str, ...]]] = []
+        self._chosen: dict[str, Parts | None] = {}
+        self._routes: dict[tuple[Any, ...], Parts | None] = {}  # a request's (hot path)
+
+    def add(self, parts: Parts, hosts: tuple[str, ...]) -> None:
+        self.by_name[parts.app] = parts
+        self._hosts.append((parts.app, hosts))
+
+    def __iter__(self) -> Iterator[Parts]:
+        return iter(self.by_name.values())
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    @property
+    def default(self) -> Parts:
+        return self.by_name[DEFAULT_APP]
+
+    def named(self, name: str) -> Parts:
+        """The app called ``name``; KeyError when there is none."""
+        return self.by_name[name]
+
+    def choose(self, host: str) -> Parts | None:
+        """The app whose ``hosts`` claim ``host`` (as the door reads it), else the top-level
+        app when it claims no hosts, else None: a host no app claims is refused."""
+        if host not in self._chosen:
+            if len(self._chosen) >= HOST_CACHE_LIMIT:
+                self._chosen.clear()
+            name = choose_app(self._hosts, host)
+            self._chosen[host] = self.by_name[name] if name is not None else None
+        return self._chosen[host]
+
+    def for_request(self, scope: MutableMapping[str, Any], kind: str) -> Parts | None:
+        """The app of a request (``kind``: ``nginx``, ``forward`` or ``page``), chosen by the
+        original host the one door reads: the proxy's forwarded headers for ``/auth/*`` (only
+        from a trusted peer), the page's Host (``X-Forwarded-Host`` from a trusted peer).
+
+        A request whose host cannot be read (an untrusted peer, a malformed or missing host)
+        goes to the top-level app, which refuses it as it always has; the headers read here
+        are kept in the scope, so the door reads them once."""
+        default = self.default
+        if len(self.by_name) == 1:
+            return default
+        raw = scope.get("headers", [])
+        client = scope.get("client") or ("",)
+        # The choice is a function of these alone: the same request again is answered from memory.
+        memo = (kind, client[0], scope.get("scheme"), tuple(raw))
+        if memo in self._routes:
+            return self._routes[memo]
+        if len(self._routes) >= HOST_CACHE_LIMIT:
+            self._routes.clear()
+        chosen = self._routes[memo] = self._choose_for(scope, kind, client)
+        return chosen
+
+    def _choose_for(self, scope: MutableMapping[str, Any], kind: str,
+                    client: tuple[Any, ...]) -> Parts | None:
+        default = self.default
+        headers = Headers(scope.get("headers", []))
+        scope[READ_HEADERS] = headers
+        trusted = bool(client[0]) and bool(default.door.is_trusted(str(client[0])))
+        try:
+            forwarded = headers.forwarded()
+            if kind == "page":
+                host = page_origin(forwarded, trusted, scope.get("scheme", "http"))[1]
+            elif not trusted:
+                return default
+            else:
+                read = original_for_nginx if kind == "nginx" else original_for_forward
+                host = read(forwarded).host
+        except BadForwardedRequest:
+            return default
+        return self.choose(host)
+
+
 def build_parts(config: Config, storage: Storage | None = None, resolver: Resolver | None = None,
-                clock: Clock = wall) -> Parts:
-    """Every part of a sidecar for ``config``; ``storage``, ``resolver`` and ``clock`` may be given."""
+                clock: Clock = wall, resolvers: Mapping[str, Resolver] | None = None) -> Parts:
+    """Every part of a sidecar for ``config`` (the top-level app's, with every app's in
+    ``apps``); ``storage``, ``resolver`` (the top-level app's), ``resolvers`` (by app name)
+    and ``clock`` may be given."""
     storage = storage or make_storage(config)
     metrics = Metrics()
-    resolver = resolver or make_resolver(config, metrics)
-    notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact)
+    issuers: dict[str, str] = {}  # a namespace's notices name the issuer of its first app
+    for app in config.every_app:
+        issuers.setdefault(app.users_namespace, app.config.totp.issuer)
+    notifier = Notifier(config.notify, config.totp.issuer, contact=storage.contact,
+                        issuers=issuers)
 
     def on_event(event: str, user: str, detail: dict[str, Any]) -> None:
         metrics.event(event)
         notifier.notify(event, user, detail)
 
     accounts = Accounts(config, storage, clock, on_event=on_event)
-    passes = Passes(config.cookie, config.signing_keys, config.hash_key, clock)
     remember = config.remember_device
     devices = (Devices(storage, config.signing_keys, remember.max_days, accounts.states)
                if remember.enabled else None)
-    decision = Decision(config, resolver, accounts, passes, devices, clock, make_policy(config))
-    return Parts(config, clock, storage, resolver, metrics, notifier, accounts, passes, devices,
-                 make_door(config), decision, Passkeys(accounts, storage))
+    passkeys = Passkeys(accounts, storage)  # one for every app: its users by storage key
+    apps = Apps()
+    given = dict(resolvers or {})
+    if resolver is not None:
+        given[DEFAULT_APP] = resolver
+
+    def app_parts(app: AppConfig) -> Parts:
+        settings = app.config
+        passes = Passes(settings.cookie, settings.signing_keys, settings.hash_key, clock)
+        app_resolver = given.get(app.name) or make_resolver(settings, metrics)
+        decision = Decision(settings, app_resolver, accounts, passes, devices, clock,
+                            make_policy(settings), namespace=app.users_namespace)
+        return Parts(settings, clock, storage, app_resolver, metrics, notifier, accounts, passes,
+                     devices, make_door(settings), decision, passkeys, app.name, app.users_namespace,
+                     apps)
+
+    for app in config.every_app:
+        apps.add(app_parts(app), app.hosts)
+    return apps.default

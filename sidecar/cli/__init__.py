@@ -27,6 +27,12 @@ def _config_option(parser: argparse.ArgumentParser, top: bool = False) -> None:
                         default=None if top else argparse.SUPPRESS)
 
 
+def _app_option(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    parser.add_argument("--app", metavar="NAME", default="default" if top else argparse.SUPPRESS,
+                        help="the app (an entry of apps:) whose users or who-am-I URL "
+                        "(default: the top-level app, named default)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="totp-sidecar",
                                   description="TOTP two-factor authentication beside your proxy.")
@@ -58,18 +64,22 @@ def parser() -> argparse.ArgumentParser:
     doctor.add_argument("--peer", default="127.0.0.1",
                         help="the address the request comes from (header resolver: a trusted "
                         "proxy's; default 127.0.0.1)")
+    _app_option(doctor, top=True)
     doctor.set_defaults(run=cmd_doctor)
     users = sub.add_parser("users", help="operator tasks on users")
     _config_option(users)
+    _app_option(users, top=True)
     users_sub = users.add_subparsers(dest="action", required=True)
     listed = users_sub.add_parser("list", help="every user the sidecar knows")
     listed.add_argument("--json", action="store_true", help="a JSON list on stdout")
+    _app_option(listed)
     for name, text in (("show", "one user's 2FA state"),
                        ("reset", "remove 2FA (lost phone and codes); the user re-enrolls"),
                        ("unlock", "lift a lockout after too many failed codes")):
         action = users_sub.add_parser(name, help=text)
         action.add_argument("user")
         _config_option(action)
+        _app_option(action)
     users.set_defaults(run=cmd_users, user=None, json=False)
     keys = sub.add_parser("keys", help="the secrets: generate them, rotate encryption keys")
     _config_option(keys)

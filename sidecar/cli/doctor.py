@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from sidecar.cli.common import config_path, load
+from sidecar.cli.common import app_config, config_path, load
 from sidecar.config import Config
 from sidecar.errors import Ambiguous, UpstreamUnavailable
 from sidecar.primary import IntrospectResolver, Resolved, Resolver
@@ -157,7 +157,10 @@ async def _doctor(config: Config, args: argparse.Namespace, seen: Seen) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    config = load(config_path(args))
+    app = app_config(load(config_path(args)), args.app)
+    if app is None:
+        return 1
+    config = app.config  # the app's own primary: its who-am-I URL, cookies and headers
     logging.getLogger("sidecar").setLevel(logging.CRITICAL)  # the findings are printed below
     seen = Seen()
     try:

@@ -34,8 +34,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = load(path)
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
-    for key, url, _rule in implicit_rules(config):
-        print(f"implicit rule: bypass {url} (from {key}; that path exactly; a deny rule still wins)")
+    for index, app in enumerate(config.every_app):
+        at = f"apps[{index - 1}]." if index else ""
+        if config.apps:
+            hosts = ", ".join(app.hosts) or "every host no other app claims"
+            shared = "" if app.users_namespace == app.name else f", users of {app.users_namespace}"
+            print(f"app {app.name}: {hosts} (issuer {app.config.totp.issuer}{shared})")
+        for key, url, _rule in implicit_rules(app.config):
+            print(f"{'  ' if config.apps else ''}implicit rule: bypass {url} (from {at}{key}; "
+                  "that path exactly; a deny rule still wins)")
     print(f"{path}: OK")
     return 0
 
@@ -85,7 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("starting", extra={"event": "starting", "version": __version__,
                                 "listen": f"{host}:{port}", "workers": args.workers,
                                 "storage": describe_storage(config),
-                                "resolver": config.primary.resolver})
+                                "resolver": config.primary.resolver,
+                                "apps": [app.name for app in config.every_app]})
     options: dict[str, Any] = dict(
         proxy_headers=False, server_header=False, ws="none", log_level=config.server.log_level,
         access_log=False, lifespan="on", timeout_graceful_shutdown=GRACEFUL_SECONDS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -14,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from sidecar.cli.common import config_path, load
+from sidecar.cli.common import app_config, config_path, load
 from sidecar.config import Config
+from sidecar.core.apps import DEFAULT_APP, in_namespace, split_key, storage_key, valid_user
 from sidecar.errors import SecretUnreadable, StorageUnavailable
 from sidecar.storage import UserState
 from sidecar.wiring import build_parts
@@ -44,26 +46,35 @@ def _as_json(user: UserState) -> dict[str, Any]:
             "locked_until": iso(user.locked_until) or None}
 
 
-async def _users(config: Config, action: str, user_id: str | None, as_json: bool) -> int:
+async def _users(config: Config, action: str, name: str | None, as_json: bool,
+                 namespace: str = DEFAULT_APP) -> int:
+    """``action`` on the users of ``namespace`` (the app's ``users_namespace``): ``name`` is a
+    user id as the app names it, shown as such; the storage holds its key in the namespace."""
+    if name is not None and not valid_user(name):
+        print(f"totp-sidecar: {name!r} is not a user id (empty, or a control character)",
+              file=sys.stderr)
+        return 1
     parts = build_parts(config)
     storage, accounts = parts.storage, parts.accounts
     try:
         await parts.open()
         if action == "list":
-            users = await storage.list_users()
+            users = [dataclasses.replace(user, user_id=split_key(user.user_id)[1])
+                     for user in await storage.list_users() if in_namespace(user.user_id, namespace)]
             if as_json:
                 print(json.dumps([_as_json(user) for user in users], indent=2))
             for user in [] if as_json else users:
                 print(_describe(user))
             return 0
-        assert user_id is not None
+        assert name is not None
+        user_id = storage_key(namespace, name)
         user = await storage.get_user(user_id)
         events = await storage.events(user_id, 10) if action == "show" else []
         if action == "show":
             if not user.enrolled and not user.locked_until and not events:
-                print(f"totp-sidecar: {user_id}: no such user", file=sys.stderr)
+                print(f"totp-sidecar: {name}: no such user", file=sys.stderr)
                 return 1
-            print(_describe(user))
+            print(_describe(dataclasses.replace(user, user_id=name)))
             for key in await storage.credentials(user_id):
                 used = f", last used {iso(key.last_used)}" if key.last_used else ", not used yet"
                 print(f"  security key {key.name!r}: added {iso(key.created_at)}{used}")
@@ -73,16 +84,16 @@ async def _users(config: Config, action: str, user_id: str | None, as_json: bool
             return 0
         if action == "reset":
             if not await accounts.disable(user_id, actor="admin"):
-                print(f"{user_id}: 2FA was not on; nothing changed")
+                print(f"{name}: 2FA was not on; nothing changed")
                 return 1
-            print(f"{user_id}: 2FA removed (app, security keys, recovery codes); every 2FA cookie"
+            print(f"{name}: 2FA removed (app, security keys, recovery codes); every 2FA cookie"
                   " of this user has ended."
                   " The user can set it up again.")
             return 0
         if not await accounts.unlock(user_id):
-            print(f"{user_id}: was not locked")
+            print(f"{name}: was not locked")
             return 1
-        print(f"{user_id}: unlocked")
+        print(f"{name}: unlocked")
         return 0
     finally:
         await parts.aclose()  # the admin-reset notice goes out before the command ends
@@ -90,8 +101,11 @@ async def _users(config: Config, action: str, user_id: str | None, as_json: bool
 
 def cmd_users(args: argparse.Namespace) -> int:
     config = load(config_path(args))
+    app = app_config(config, args.app)
+    if app is None:
+        return 1
     try:
-        return asyncio.run(_users(config, args.action, args.user, args.json))
+        return asyncio.run(_users(config, args.action, args.user, args.json, app.users_namespace))
     except StorageUnavailable as exc:
         print(f"totp-sidecar: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ checks the branding keys), never storage, services or the web.
 from sidecar.config.load import load_config
 from sidecar.config.model import (
     ApiConfig,
+    AppConfig,
     BrandingConfig,
     CacheConfig,
     Config,
@@ -50,7 +51,8 @@ from sidecar.config.validate import config_warnings, parse_config
 __all__ = [
     "ENV_ENCRYPTION_KEYS", "ENV_HASH_KEY", "ENV_POSTGRES_DSN", "ENV_SIGNING_KEYS", "ENV_SMTP_PASSWORD",
     "ENV_WEBHOOK_SECRET", "LANGUAGES", "LOOPBACK_PROXIES", "NOTICE_EVENTS", "SOURCE_LANGUAGE",
-    "ApiConfig", "BrandingConfig", "CacheConfig", "Config", "CookieConfig", "EmailConfig",
+    "ApiConfig", "AppConfig", "BrandingConfig", "CacheConfig", "Config", "CookieConfig",
+    "EmailConfig",
     "HeaderResolverConfig",
     "IntrospectConfig", "LanguagesConfig", "NotifyConfig", "PostgresConfig", "PrimaryConfig",
     "RememberConfig", "ResetConfig", "SQLiteConfig", "ServerConfig", "StorageConfig",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sidecar.config.schema import default as _default
 from sidecar.config.values import Network
+from sidecar.core.apps import DEFAULT_APP
 from sidecar.core.policy import Level, Rule
 
 
@@ -206,6 +207,20 @@ class Config:
     branding: BrandingConfig = field(default_factory=BrandingConfig)
     languages: LanguagesConfig = field(default_factory=LanguagesConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    hosts: tuple[str, ...] = _default("hosts")  # the top-level app's hosts (() = any)
+    apps: tuple[AppConfig, ...] = ()  # the entries of ``apps`` (the top level is not one)
+
+    @property
+    def every_app(self) -> tuple[AppConfig, ...]:
+        """The top-level app (``default``) first, then the entries of ``apps``."""
+        return (AppConfig(DEFAULT_APP, self.hosts, DEFAULT_APP, self), *self.apps)
+
+    def app(self, name: str) -> AppConfig:
+        """The app called ``name``; KeyError when there is none."""
+        for app in self.every_app:
+            if app.name == name:
+                return app
+        raise KeyError(name)
 
     @property
     def sqlite_path(self) -> str:
@@ -213,3 +228,15 @@ class Config:
         if not isinstance(self.storage, SQLiteConfig):
             raise AttributeError("sqlite_path: the storage is PostgreSQL, not SQLite")
         return self.storage.path
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """One app behind the sidecar: its name, hosts and users' namespace, and the settings it
+    sees (``config``: the top level with the app's own ``primary``, ``totp.issuer``,
+    ``branding``, ``rules``, ``default_level`` and ``redirects``; its ``apps`` is empty)."""
+
+    name: str
+    hosts: tuple[str, ...]
+    users_namespace: str
+    config: Config = field(repr=False)

@@ -21,13 +21,23 @@ from sidecar.errors import Problem
 class Reader:
     """Walks a parsed YAML mapping by the schema, converting values and collecting problems."""
 
-    def __init__(self, environ: dict[str, str], base_dir: Path) -> None:
+    def __init__(self, environ: dict[str, str], base_dir: Path, at: str = "", scope: str = "") -> None:
         self.problems: list[Problem] = []
         self.environ = environ
         self.base_dir = base_dir
+        self.at = at  # how problems name where this reader reads (``apps[1].``)
+        self.scope = scope  # the schema section it reads as the top level (``apps[]``)
+        self.top: dict[str, Any] = {}  # the whole document (for an app's inherited settings)
+
+    def within(self, at: str, scope: str) -> Reader:
+        """A reader of a nested mapping read like the top level (an entry of ``apps``), whose
+        problems are named ``<at><key>`` and collected with this reader's."""
+        inner = Reader(self.environ, self.base_dir, self.at + at, scope)
+        inner.problems = self.problems
+        return inner
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(Problem(key, message))
+        self.problems.append(Problem(self.at + key, message))
 
     def section(self, data: dict[str, Any], path: str) -> dict[str, Any]:
         """The mapping at ``path`` (its name looked up in ``data``); its unknown keys are problems."""
@@ -42,7 +52,7 @@ class Reader:
 
     def unknown(self, data: dict[str, Any], path: str, at: str | None = None) -> None:
         """A problem for each key of ``data`` the schema does not know under ``path``."""
-        allowed = names_under(path)
+        allowed = names_under(f"{self.scope}.{path}".strip(".") if self.scope else path)
         prefix = at if at is not None else (f"{path}." if path else "")
         for key in data:
             if key not in allowed:

@@ -19,8 +19,10 @@ from sidecar.config.values import (
     Bool,
     Choice,
     Duration,
+    Hosts,
     Int,
     Kind,
+    Name,
     Network,
     Networks,
     Prefix,
@@ -109,6 +111,10 @@ SCHEMA: tuple[Key | Section, ...] = (
     _k("server.log_level", "info", Choice(("debug", "info", "warning", "error")),
        "JSON log lines on stderr from this level up"),
     _k("prefix", "/_2fa", Prefix(), "path of the sidecar's pages on the app's host"),
+    _k("hosts", (), Hosts(),
+       "the hosts the top-level app (named `default`) answers: exact names or `*.example.com`, "
+       "any case, no port. Empty = every host no entry of `apps` claims; otherwise a request "
+       "for a host no app claims is refused (400 on `/auth/*`, 404 on the pages)"),
     Section("primary", "who is logged in to the app (the primary session)"),
     _k("primary.resolver", "introspect", Choice(("introspect", "header")),
        "ask the app's who-am-I URL, or read headers set by a trusted proxy"),
@@ -284,8 +290,23 @@ SCHEMA: tuple[Key | Section, ...] = (
        shown="—"),
     _k("notify.email.from", "", Text(), "sender address", required=True),
     _k("notify.email.retries", 3, Int(0, 10), "retries, with exponential backoff from 0.5 s"),
+
+    Section("apps", "more apps behind this one sidecar, each chosen by the request's host (the "
+            "top-level settings are the app named `default`)"),
+    _k("apps[].name", "", Name(), "the app's name (`--app NAME` on the command line); unique, "
+       "not `default`", required=True),
+    _k("apps[].hosts", (), Hosts(),
+       "the hosts it answers: exact names or `*.example.com` (an exact name beats a wildcard); "
+       "no two apps may claim the same entry", required=True),
+    _k("apps[].users_namespace", "", Name(),
+       "apps with the same namespace share their users' 2FA (enrollment, recovery codes, "
+       "lockouts, remembered devices); `default` is the top-level app's", shown="the app's name"),
 )
 
+#: What an entry of ``apps`` may set besides its own keys, each read exactly as the top-level
+#: key (or section) of the same name; a section an app leaves out is the top level's.
+APP_SETTINGS: tuple[str, ...] = ("primary", "totp.issuer", "branding", "rules", "default_level",
+                                 "redirects")
 KEYS: dict[str, Key] = {item.path: item for item in SCHEMA if isinstance(item, Key)}
 SECTIONS: dict[str, Section] = {item.path: item for item in SCHEMA if isinstance(item, Section)}
 
@@ -295,8 +316,20 @@ def default(path: str) -> Any:
     return KEYS[path].default
 
 
+def app_may_set(path: str) -> bool:
+    """Whether an entry of ``apps`` may hold the top-level key or section at ``path``."""
+    return any(path == setting or path.startswith((f"{setting}.", f"{setting}[]"))
+               or setting.startswith(f"{path}.") for setting in APP_SETTINGS)
+
+
 def names_under(section: str) -> set[str]:
-    """The key and section names a mapping at ``section`` may hold ("" = the top level)."""
+    """The key and section names a mapping at ``section`` may hold ("" = the top level;
+    ``apps[]`` an entry of ``apps``, ``apps[].primary`` its ``primary`` and so on)."""
+    if section == "apps[]" or section.startswith("apps[]."):
+        inner = section[len("apps[]."):]
+        own = {item.name for item in SCHEMA if item.parent == section}
+        return own | {name for name in names_under(inner)
+                      if app_may_set(f"{inner}.{name}" if inner else name)}
     names: set[str] = set()
     for item in SCHEMA:
         if item.parent == section:
@@ -310,7 +343,7 @@ def every_path() -> set[str]:
     """Every key path a config file may hold, ``_file`` variants of secrets included."""
     paths = set(KEYS) | set(SECTIONS)
     paths |= {f"{key.path}_file" for key in KEYS.values() if key.env}
-    return paths
+    return paths | {f"apps[].{path}" for path in paths if app_may_set(path)}
 
 
 def shown_default(key: Key) -> str:
@@ -346,4 +379,8 @@ def markdown_table() -> str:
     """The README's key table: every key, its default and what it means."""
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     lines += [table_row(key) for key in KEYS.values()]
+    shown = ", ".join(f"`apps[].{setting}" + (".…`" if any(k.startswith(f"{setting}.") for k in KEYS)
+                                               else "`") for setting in APP_SETTINGS)
+    lines.append(f"| {shown} | the top level's | for this app, as the top-level key of the same "
+                 "name; a section an app leaves out is the top level's |")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ mistake.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -15,20 +16,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
+from sidecar.config.apps import read_apps
 from sidecar.config.model import (
     ApiConfig,
-    BrandingConfig,
     CacheConfig,
     Config,
     CookieConfig,
     EmailConfig,
-    HeaderResolverConfig,
-    IntrospectConfig,
     LanguagesConfig,
     NotifyConfig,
     PostgresConfig,
-    PrimaryConfig,
     RememberConfig,
     ResetConfig,
     ServerConfig,
@@ -41,52 +38,23 @@ from sidecar.config.model import (
 from sidecar.config.reader import Reader
 from sidecar.config.schema import (
     ENV_POSTGRES_DSN,
-    HTTP_METHODS,
     KEYS,
     LANGUAGES,
-    LEVELS,
     MIN_KEY_LENGTH,
     SOURCE_LANGUAGE,
 )
-from sidecar.config.values import Network
-from sidecar.core.policy import Level, Rule
+from sidecar.config.sections import every_address, read_branding, read_primary, read_rules
+from sidecar.core.policy import Level
 from sidecar.errors import ConfigError, Problem
 
 KEY_HINT = "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
 
 
-# -- the sections, in the order of the schema --------------------------------------------------
-def _every_address(networks: tuple[Network, ...]) -> str:
-    """The first network of prefix length 0 (``0.0.0.0/0``, ``::/0``), or ""."""
-    return next((str(network) for network in networks if network.prefixlen == 0), "")
-
-
+# -- the sections, in the order of the schema (primary, rules, branding: sidecar.config.sections)
 def _server(r: Reader, data: dict[str, Any]) -> ServerConfig:
     s = r.section(data, "server")
     return ServerConfig(r.value(s, "server.host"), r.value(s, "server.port"),
                         r.value(s, "server.trusted_proxies"), r.value(s, "server.log_level"))
-
-
-def _primary(r: Reader, data: dict[str, Any], server: ServerConfig) -> PrimaryConfig:
-    p = r.section(data, "primary")
-    h = r.section(p, "primary.header")
-    i = r.section(p, "primary.introspect")
-    resolver = r.value(p, "primary.resolver")
-    values = {key.name: r.value(i, key.path) for key in KEYS.values()
-              if key.parent == "primary.introspect"}
-    values["timeout_seconds"] = float(values["timeout_seconds"])
-    introspect = IntrospectConfig(**values)
-    if resolver == "introspect" and not introspect.url:
-        r.problem("primary.introspect.url", "is required when primary.resolver is introspect")
-    header = HeaderResolverConfig(*(r.value(h, f"primary.header.{name}")
-                                    for name in ("user", "email", "name", "groups")))
-    if resolver == "header" and (everyone := _every_address(server.trusted_proxies)):
-        r.problem("server.trusted_proxies", f"{everyone} trusts every address: with primary.resolver"
-                  f" header any client could send {header.user}: <someone> and be that user;"
-                  " name only your proxies' addresses")
-    return PrimaryConfig(resolver, r.value(p, "primary.session_cookies"),
-                         r.value(p, "primary.login_url"), r.value(p, "primary.logout_url"),
-                         header, introspect)
 
 
 def _simple(r: Reader, data: dict[str, Any], path: str, kind: type[Any]) -> Any:
@@ -164,44 +132,6 @@ def _notify(r: Reader, data: dict[str, Any]) -> NotifyConfig:
     return NotifyConfig(r.value(n, "notify.events"), webhook, email)
 
 
-def _rule(r: Reader, item: dict[str, Any], at: str) -> Rule:
-    r.unknown(item, "rules[]", at)
-
-    def read(name: str) -> Any:
-        return r.value(item, f"rules[].{name}", at)
-
-    level = read("level")
-    if "level" not in item:
-        r.problem(f"{at}level", f"is required (one of {', '.join(LEVELS)})")
-    methods = read("methods")
-    for method in methods:
-        if method.upper() not in HTTP_METHODS:
-            r.problem(f"{at}methods", f"{method!r} is not an HTTP method")
-    step_up = read("step_up")
-    if step_up and level in ("bypass", "deny"):
-        r.problem(f"{at}step_up", f"has no meaning with level {level}")
-    return Rule(level=Level(level) if level else Level.DENY,  # a missing level is a problem already
-                hosts=tuple(h.lower().rstrip(".") for h in read("host") + read("hosts")),
-                paths=read("path") + read("paths"), path_regex=read("path_regex"),
-                methods=frozenset(m.upper() for m in methods), users=frozenset(read("users")),
-                groups=frozenset(read("groups")), step_up=step_up)
-
-
-def _rules(r: Reader, value: Any) -> tuple[Rule, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        r.problem("rules", "must be a list of rules")
-        return ()
-    rules = []
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
-            r.problem(f"rules[{index}]", "must be a mapping")
-            continue
-        rules.append(_rule(r, item, f"rules[{index}]."))
-    return tuple(rules)
-
-
 def _is_postgres_url(text: str) -> bool:
     try:
         parts = urlsplit(text)
@@ -245,38 +175,6 @@ def _storage(r: Reader, data: dict[str, Any]) -> StorageConfig:
     return PostgresConfig(dsn.strip(), listen, pgbouncer)
 
 
-def _branding(r: Reader, data: dict[str, Any], issuer: str) -> BrandingConfig:
-    """``branding.*``; the top-level ``support_contact`` of older configs still counts."""
-    b = r.section(data, "branding")
-    name = r.value(b, "branding.product_name").strip()
-    logo_url = r.value(b, "branding.logo_url")
-    if logo_url and (why := logo_url_problem(logo_url)):
-        r.problem("branding.logo_url", why)
-        logo_url = ""
-    logo_data = ""
-    if b.get("logo_file") is not None:
-        if "logo_url" in b:
-            r.problem("branding.logo_file", "give only one of branding.logo_url and "
-                      "branding.logo_file")
-        elif not isinstance(b["logo_file"], str):
-            r.problem("branding.logo_file", "must be a file path (a PNG or SVG file)")
-        else:
-            try:
-                logo_data = logo_data_uri(r.path(b["logo_file"]))
-            except ValueError as exc:
-                r.problem("branding.logo_file", str(exc))
-    accent = r.value(b, "branding.accent_color")
-    if accent and (why := accent_problem(accent)):
-        r.problem("branding.accent_color", f"{why} (got {accent!r})")
-        accent = ""
-    contact = r.value(b, "branding.support_contact")
-    older = r.value(data, "support_contact")
-    if contact and older and contact != older:
-        r.problem("support_contact", "is given twice, differently: keep only "
-                  "branding.support_contact")
-    return BrandingConfig(name or issuer, logo_url, logo_data, accent.lower(), contact or older)
-
-
 def _languages(r: Reader, data: dict[str, Any]) -> LanguagesConfig:
     lg = r.section(data, "languages")
     enabled = tuple(dict.fromkeys(r.value(lg, "languages.enabled")))
@@ -304,14 +202,14 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         raise ConfigError([Problem("(top level)", "must be a mapping of keys to values")])
     r.unknown(data, "")
     server = _server(r, data)
-    primary = _primary(r, data, server)
+    primary = read_primary(r, data, server)
     totp: TotpConfig = _simple(r, data, "totp", TotpConfig)
     secrets = r.section(data, "secrets")
     signing_keys = _keys(r, secrets, "secrets.signing_keys")
     hash_keys = _keys(r, secrets, "secrets.hash_key")
     encryption_keys = _keys(r, secrets, "secrets.encryption_keys")
     storage = _storage(r, data)
-    branding = _branding(r, data, totp.issuer)
+    branding = read_branding(r, data, totp.issuer)
     config = Config(
         signing_keys=signing_keys,
         hash_key=hash_keys[0] if hash_keys else "",
@@ -329,12 +227,14 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         prefix=r.value(data, "prefix"),
         allowed_redirect_hosts=r.value(r.section(data, "redirects"), "redirects.allowed_hosts"),
         default_level=Level(r.value(data, "default_level")),
-        rules=_rules(r, data.get("rules")),
+        rules=read_rules(r, data.get("rules")),
         support_contact=branding.support_contact,
         branding=branding,
         languages=_languages(r, data),
         cache=_simple(r, data, "cache", CacheConfig),
     )
+    config = dataclasses.replace(config, hosts=r.value(data, "hosts"))
+    config = dataclasses.replace(config, apps=read_apps(r, data, config))
     if r.problems:
         raise ConfigError(r.problems)
     return config
@@ -354,16 +254,20 @@ def config_warnings(config: Config) -> list[str]:
     """What is allowed but likely a mistake, one ``key: message`` line each (never a problem)."""
     warnings = []
     proxies = config.server.trusted_proxies
-    if config.primary.resolver == "introspect" and (everyone := _every_address(proxies)):
+    if config.primary.resolver == "introspect" and (everyone := every_address(proxies)):
         warnings.append(f"server.trusted_proxies: {everyone} trusts every address: any client may send"
                         " X-Forwarded-* headers (host, path, client address) to /auth")
     if config.primary.resolver == "header" and not proxies:
         warnings.append("server.trusted_proxies: is empty: with primary.resolver header no request"
                         " can be believed, so every /auth request is refused")
-    url = config.primary.introspect.url
-    if config.primary.resolver == "introspect" and url:
-        parts = urlsplit(url)
-        if parts.scheme == "http" and not _is_loopback_host(parts.hostname or ""):
-            warnings.append("primary.introspect.url: plain http to a host that is not loopback: the"
-                            " users' session cookies cross the network unencrypted; use https")
+    for index, app in enumerate(config.every_app):
+        primary = app.config.primary
+        url = primary.introspect.url
+        at = f"apps[{index - 1}]." if index else ""
+        if primary.resolver == "introspect" and url and (index == 0 or primary != config.primary):
+            parts = urlsplit(url)
+            if parts.scheme == "http" and not _is_loopback_host(parts.hostname or ""):
+                warnings.append(f"{at}primary.introspect.url: plain http to a host that is not "
+                                "loopback: the users' session cookies cross the network "
+                                "unencrypted; use https")
     return warnings

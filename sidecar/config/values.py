@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.core.apps import host_pattern, valid_name
 from sidecar.core.forwarded import redirect_entry
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -179,6 +180,35 @@ class RedirectHosts:
 
 
 @dataclass(frozen=True, slots=True)
+class Hosts:
+    """The hosts an app answers: exact names or ``*.example.com``, normalized (no port)."""
+
+    def __call__(self, value: Any) -> tuple[str, ...]:
+        try:
+            return tuple(dict.fromkeys(host_pattern(entry) for entry in Texts()(value)))
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+
+    def describe(self) -> str:
+        return "a list of host names or *.domains"
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """An app name or users namespace."""
+
+    def __call__(self, value: Any) -> str:
+        text = Text()(value)
+        if not valid_name(text):
+            raise Refused(f"{text[:80]!r} must be letters, digits, _ . - (at most 63, starting "
+                          "with a letter or digit)")
+        return text
+
+    def describe(self) -> str:
+        return "a name (letters, digits, _ . -)"
+
+
+@dataclass(frozen=True, slots=True)
 class Url:
     def __call__(self, value: Any) -> str:
         text = Text()(value)
@@ -216,5 +246,6 @@ class Regex:
         return "a regular expression"
 
 
-Kind = Int | Duration | Bool | Text | Choice | Texts | Networks | RedirectHosts | Url | Prefix | Regex
+Kind = (Int | Duration | Bool | Text | Choice | Texts | Networks | RedirectHosts | Hosts | Name | Url
+        | Prefix | Regex)
 Convert = Callable[[Any], Any]

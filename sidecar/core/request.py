@@ -53,6 +53,8 @@ RESET_GRANT_COOKIE = "totp_sidecar_reset_grant"
 RESET_COOKIES = (RESET_NONCE_COOKIE, RESET_GRANT_COOKIE)
 #: Binds set-up to a browser when the app session has no cookie (an authenticator that sets none).
 ENROLL_COOKIE = "totp_sidecar_enroll"
+#: Where the headers of a request are kept in its ASGI scope once read (see ``Door.read``).
+READ_HEADERS = "totp_sidecar.headers"
 #: Carries new recovery codes (sealed) from the POST that made them to the page that shows them.
 CODES_COOKIE = "totp_sidecar_codes"
 #: Methods that never log anyone in: any other may give the app session to another user.
@@ -267,11 +269,14 @@ class Door:
         return frozenset(self.session_cookies) | frozenset(self.own_cookies)
 
     def read(self, scope: Mapping[str, Any]) -> Reading:
-        """The one reading of a request (ASGI scope); ambiguity is reported, never raised."""
+        """The one reading of a request (ASGI scope); ambiguity is reported, never raised.
+
+        Headers already read to choose the request's app (``READ_HEADERS`` in the scope,
+        ``sidecar.wiring.Apps.for_request``) are taken as they are, not read again."""
         client = scope.get("client")
         peer = str(client[0]) if client else ""
         trusted = bool(peer) and bool(self.is_trusted(peer))
-        headers = Headers(scope.get("headers", []))
+        headers = scope.get(READ_HEADERS) or Headers(scope.get("headers", []))
         cookie_lines = [v.decode("latin-1") for v in headers.lines("cookie")]
         cookies = read_cookies(cookie_lines, self.watched)
         problem = cookies.problem

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from starlette.responses import (
 from starlette.routing import Route
 
 SESSION_COOKIE = "demo_session"
+#: Another session cookie name for a second demo app beside the first (several apps, one sidecar).
+SESSION_COOKIE_ENV = "DEMO_SESSION_COOKIE"
 
 #: username -> (password, email, display name)
 DEMO_USERS: dict[str, tuple[str, str, str]] = {
@@ -208,12 +211,13 @@ def _form_str(form: Any, key: str) -> str:
 class DemoApp:
     """Route handlers bound to one in-memory session store."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_cookie: str = SESSION_COOKIE) -> None:
         self.sessions = SessionStore()
         self.reset_requests: list[str] = []  # e-mail addresses a reset link was "sent" to
+        self.cookie = session_cookie
 
     def cookie_user(self, request: Request) -> str | None:
-        return self.sessions.lookup(request.cookies.get(SESSION_COOKIE))
+        return self.sessions.lookup(request.cookies.get(self.cookie))
 
     def api_user(self, request: Request) -> str | None:
         """The user from the session cookie, else from valid Basic credentials."""
@@ -247,17 +251,17 @@ class DemoApp:
             return _page(
                 "Sign in", _LOGIN, status_code=401, next=next_url, username=username, error=error
             )
-        old_token = request.cookies.get(SESSION_COOKIE)
+        old_token = request.cookies.get(self.cookie)
         self.sessions.delete(old_token)
         token = self.sessions.create(username)
         response = RedirectResponse(next_url, status_code=303, headers=_NO_STORE)
-        response.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, samesite="lax")
+        response.set_cookie(self.cookie, token, path="/", httponly=True, samesite="lax")
         return response
 
     async def logout(self, request: Request) -> Response:
-        self.sessions.delete(request.cookies.get(SESSION_COOKIE))
+        self.sessions.delete(request.cookies.get(self.cookie))
         response = RedirectResponse("/login", status_code=303, headers=_NO_STORE)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+        response.delete_cookie(self.cookie, path="/", httponly=True, samesite="lax")
         return response
 
     async def reports(self, request: Request) -> Response:
@@ -298,9 +302,10 @@ class DemoApp:
         return PlainTextResponse("ok")
 
 
-def create_demo_app() -> Starlette:
-    """Build the demo app; each call has its own (empty) session store."""
-    demo = DemoApp()
+def create_demo_app(session_cookie: str | None = None) -> Starlette:
+    """Build the demo app; each call has its own (empty) session store. Its session cookie is
+    ``session_cookie``, else ``$DEMO_SESSION_COOKIE``, else ``demo_session``."""
+    demo = DemoApp(session_cookie or os.environ.get(SESSION_COOKIE_ENV) or SESSION_COOKIE)
     routes = [
         Route("/", demo.home, methods=["GET"]),
         Route("/login", demo.login_form, methods=["GET"]),

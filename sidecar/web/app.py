@@ -17,7 +17,7 @@ from sidecar import logs
 from sidecar.config import Config
 from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
 from sidecar.metrics import CONTENT_TYPE
-from sidecar.web.authz import Dialect, ForwardAuth
+from sidecar.web.authz import Dialect, ForwardAuth, json_error
 from sidecar.web.codes import CodesPage
 from sidecar.web.cookies import Cookies
 from sidecar.web.enroll import EnrollPage
@@ -31,21 +31,28 @@ from sidecar.web.signout import SignOutPage
 from sidecar.wiring import Parts, build_parts
 
 log = logging.getLogger("sidecar")
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+UNKNOWN_HOST_PATH = "/_totp_sidecar_unknown_host"  # no route: the top-level site's 404 page
 
 
-class SidecarApp:
-    """The ASGI entry point: ``/auth/*`` handled directly, everything else by Starlette."""
+class Site:
+    """One app's forward-auth answers and pages (its resolver, door, rules, issuer, branding);
+    the top-level app's site also answers the probes and owns the lifespan."""
 
-    def __init__(self, parts: Parts, reset_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, parts: Parts, reset_client: httpx.AsyncClient | None = None,
+                 top: SidecarApp | None = None) -> None:
         self.parts = parts
         cookies = Cookies(parts.config)
         self.forward_auth = ForwardAuth(parts, cookies)
         pages = Pages(parts, cookies)
+        self.pages = pages
+        # The reset gate forwards to the top-level app's password_reset.app_url: its app only.
         self.reset = (ResetGate(pages, reset_client) if parts.config.password_reset.paths
-                      else None)
+                      and top is not None else None)
+        probes = ([Route("/healthz", top.healthz), Route("/readyz", top.readyz),
+                   Route("/metrics", top.metrics)] if top is not None else [])
         self.starlette = Starlette(
-            routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
-                    Route("/metrics", self.metrics), *pages.routes(),
+            routes=[*probes, *pages.routes(),
                     *EnrollPage(pages).routes(), *CodesPage(pages).routes(),
                     *SignOutPage(pages).routes(), *KeyForms(pages).routes(),
                     *(self.reset.routes() if self.reset else [])],
@@ -53,55 +60,12 @@ class SidecarApp:
                                 Unavailable: self.unavailable,
                                 Ambiguous: self.ambiguous,
                                 BadForwardedRequest: self.bad_request},
-            lifespan=self.lifespan,
+            lifespan=top.lifespan if top is not None else None,
         )
         config = parts.config
         self.pages_app = SecurityHeaders(
             LanguageMiddleware(self.starlette, config.languages.enabled, config.languages.default),
             content_security_policy(config.allowed_redirect_hosts, config.branding.logo_url))
-        self.pages = pages
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            if path == "/auth/nginx":
-                await self.forward_auth(scope, send, Dialect.NGINX)
-                return
-            if path == "/auth/forward":
-                await self.forward_auth(scope, send, Dialect.FORWARD)
-                return
-        await self.pages_app(scope, receive, send)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        await self.parts.open()
-        log.info("sidecar ready", extra={"event": "started"})
-        try:
-            yield
-        finally:
-            if self.reset is not None:
-                await self.reset.aclose()
-            await self.parts.aclose()
-
-    async def healthz(self, request: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    async def readyz(self, request: Request) -> Response:
-        try:
-            await self.parts.storage.ping()
-        except StorageUnavailable:
-            self.parts.metrics.storage_error()
-            return PlainTextResponse("storage unavailable", status_code=503)
-        return PlainTextResponse("ready")
-
-    async def metrics(self, request: Request) -> Response:
-        with contextlib.suppress(StorageUnavailable):  # the gauge keeps its last value
-            await self.parts.metrics.refresh_enrolled(self.parts.storage.count_enrolled)
-        states = self.parts.accounts.states
-        self.parts.metrics.caches({**self.forward_auth.cache_sizes(),
-                                   **self.parts.accounts.cache_sizes()},
-                                  states.healthy(), states.drops)
-        return Response(self.parts.metrics.render(), media_type=CONTENT_TYPE)
 
     async def ambiguous(self, request: Request, exc: Exception) -> Response:
         """A request real apps could read in two ways (see ``sidecar.core.request``): never served."""
@@ -146,6 +110,101 @@ class SidecarApp:
                           "was changed. Please try again in a minute."),
                 "link": "", "identity": None},
             status_code=503)
+
+
+class SidecarApp:
+    """The ASGI entry point: ``/auth/*`` handled directly, everything else by Starlette; with
+    several apps, each request goes to the site of the app its host belongs to."""
+
+    def __init__(self, parts: Parts, reset_client: httpx.AsyncClient | None = None) -> None:
+        self.parts = parts
+        self.apps = parts.apps if len(parts.apps) else None
+        top = Site(parts, reset_client, self)
+        self.sites = {parts.app: top}
+        for other in parts.apps:
+            if other.app not in self.sites:
+                self.sites[other.app] = Site(other, None)
+        self.forward_auth = top.forward_auth
+        self.pages = top.pages
+        self.reset = top.reset
+        self.starlette = top.starlette
+        self.pages_app = top.pages_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.apps is None or len(self.sites) == 1:
+            site: Site | None = self.sites[self.parts.app]
+        else:
+            site = self._site(scope)
+            if site is None:
+                await self._unknown_host(scope, receive, send)
+                return
+        assert site is not None
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/auth/nginx":
+                await site.forward_auth(scope, send, Dialect.NGINX)
+                return
+            if path == "/auth/forward":
+                await site.forward_auth(scope, send, Dialect.FORWARD)
+                return
+        await site.pages_app(scope, receive, send)
+
+    def _site(self, scope: Scope) -> Site | None:
+        """The site of the request's app (``Apps.for_request`` chooses); the probes always
+        answer on the top-level app's."""
+        assert self.apps is not None
+        path = scope["path"]
+        if path in PROBES:
+            return self.sites[self.parts.app]
+        kind = {"/auth/nginx": "nginx", "/auth/forward": "forward"}.get(path, "page")
+        parts = self.apps.for_request(scope, kind)
+        return self.sites[parts.app] if parts is not None else None
+
+    async def _unknown_host(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A host no app claims: refused (fail closed), never served as some other app."""
+        log.warning("request for a host no app claims refused (path %s)", scope["path"][:80])
+        if scope["path"].startswith("/auth/"):
+            await json_error(400, "unknown_host", "no app of this sidecar answers this host"
+                             ).send(send)
+            return
+        await self.sites[self.parts.app].pages_app(
+            {**scope, "path": UNKNOWN_HOST_PATH, "raw_path": UNKNOWN_HOST_PATH.encode()},
+            receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.parts.open()
+        log.info("sidecar ready", extra={"event": "started"})
+        try:
+            yield
+        finally:
+            for site in self.sites.values():
+                if site.reset is not None:
+                    await site.reset.aclose()
+            await self.parts.aclose()
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await self.parts.storage.ping()
+        except StorageUnavailable:
+            self.parts.metrics.storage_error()
+            return PlainTextResponse("storage unavailable", status_code=503)
+        return PlainTextResponse("ready")
+
+    async def metrics(self, request: Request) -> Response:
+        with contextlib.suppress(StorageUnavailable):  # the gauge keeps its last value
+            await self.parts.metrics.refresh_enrolled(self.parts.storage.count_enrolled)
+        states = self.parts.accounts.states
+        sizes = dict(self.parts.accounts.cache_sizes())
+        for site in self.sites.values():  # every app's answer cache, added up
+            for name, (size, limit) in site.forward_auth.cache_sizes().items():
+                held, most = sizes.get(name, (0, 0))
+                sizes[name] = (held + size, most + limit)
+        self.parts.metrics.caches(sizes, states.healthy(), states.drops)
+        return Response(self.parts.metrics.render(), media_type=CONTENT_TYPE)
 
 
 def create_app(config: Config, reset_client: httpx.AsyncClient | None = None,

@@ -49,7 +49,8 @@ class Visit:
 
     @property
     def user(self) -> str:
-        return self.identity.user if self.identity else ""
+        """The user's storage key: the user in this app's users namespace."""
+        return self.identity.storage_key if self.identity else ""
 
     @property
     def verified(self) -> bool:

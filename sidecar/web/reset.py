@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from sidecar.accounts import Check
 from sidecar.config import ResetConfig
+from sidecar.core.apps import in_namespace
 from sidecar.core.forwarded import page_origin
 from sidecar.core.request import RESET_GRANT_COOKIE as GRANT_COOKIE
 from sidecar.core.request import RESET_NONCE_COOKIE as NONCE_COOKIE
@@ -161,7 +162,8 @@ class ResetGate:
             context.update(account=account[:MAX_ACCOUNT],
                            error=_("Enter the account whose password you want to reset."))
             return 400
-        users = await self.parts.storage.users_for_account(account)
+        users = [key for key in await self.parts.storage.users_for_account(account)
+                 if in_namespace(key, self.parts.namespace)]  # this app's users only
         if len(users) > 1:
             log.warning("password reset refused: the account names %d users", len(users))
             context["error"] = _("This name fits more than one account, so its password cannot be "
