@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import marshal
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ def json_error(status: int, error: str, detail: str,
 @dataclass(frozen=True, slots=True)
 class Cached:
     """An allow answer kept for reuse: until (monotonic), the pass's end (sidecar clock), and
-    the user and generation it was decided for."""
+    the user and generation it was decided for ("" for an anonymous request: no pass, no
+    user state; reused only while the change feed is fresh, like every answer)."""
 
     until: float
     pass_end: float
@@ -132,8 +134,10 @@ class ForwardAuth:
         key = digest((dialect.value, client[0] if client else None, scope["headers"]))
         hit = self._answers.get(key)
         if hit is not None:
-            if hit.until > self.monotonic() and hit.pass_end > self.parts.clock() \
-                    and self.parts.accounts.generation_is(hit.user, hit.generation):
+            accounts = self.parts.accounts
+            if hit.until > self.monotonic() and hit.pass_end > self.parts.clock() and (
+                    accounts.generation_is(hit.user, hit.generation) if hit.user
+                    else accounts.states.healthy()):
                 self.parts.metrics.decided("allow", started)
                 await hit.answer.send(send)
                 return
@@ -219,6 +223,10 @@ class ForwardAuth:
                 end = min(end, item.code_at + verdict.rule.step_up)
             until = min(self.monotonic() + self.answer_seconds, verdict.until)
             cacheable = Cached(until, end, item.user, item.generation, answer, credential)
+        elif verdict.identity is None and outcome is policy.Outcome.ALLOW \
+                and original.method in SAFE_METHODS:  # nobody logged in: rests on no user state
+            until = min(self.monotonic() + self.answer_seconds, verdict.until)
+            cacheable = Cached(until, math.inf, "", 0, answer, credential)
         return outcome.value, answer, cacheable
 
     async def _api_code(self, reading: Reading, user: str) -> tuple[str, Answer, None] | None:

@@ -61,10 +61,12 @@ class Setup:
         self.auth = ForwardAuth(self.parts, Cookies(self.parts.config), self.monotonic)
         self.cookie = f"s=erin; totp_sidecar={self.parts.passes.issue('erin', 's=erin', 1)}"
 
-    async def ask(self, path: str = "/", method: str = "GET") -> tuple[int, dict[str, str]]:
+    async def ask(self, path: str = "/", method: str = "GET",
+                  cookie: str | None = None) -> tuple[int, dict[str, str]]:
         if self.parts.accounts.states.last_seq is None:
             await self.parts.accounts.states.poll()  # the change feed read: states vouched for
-        headers = [(b"accept", b"text/html"), (b"cookie", self.cookie.encode()),
+        headers = [(b"accept", b"text/html"), (b"cookie", (self.cookie if cookie is None
+                                                          else cookie).encode()),
                    (b"x-original-url", f"https://app.test{path}".encode()),
                    (b"x-original-method", method.encode())]
         sent: list[dict[str, Any]] = []
@@ -173,3 +175,19 @@ async def test_the_answers_kept_are_bounded(tmp_path: Path, clock: FakeClock) ->
     await s.ask("/d")
     await s.ask("/a")
     assert s.resolver.asked == 5  # /d kept, /a dropped first
+
+
+async def test_an_anonymous_answer_is_reused_while_the_feed_is_fresh(
+        tmp_path: Path, clock: FakeClock) -> None:
+    s = Setup(tmp_path, clock, answer_seconds=60)
+    assert (await s.ask(cookie="other=1"))[0] == 200 and s.resolver.asked == 1
+    status, headers = await s.ask(cookie="other=1")
+    assert status == 200 and "remote-user" not in headers and s.resolver.asked == 1
+    await s.ask(cookie="s=erin")  # a session (no 2FA cookie): another answer, decided
+    assert s.resolver.asked == 2
+    s.parts.accounts.states.read_at -= STALE_SECONDS + 1
+    await s.ask(cookie="other=1")
+    assert s.resolver.asked == 3
+    await s.ask("/login", "POST", cookie="other=1")  # never kept
+    await s.ask("/login", "POST", cookie="other=1")
+    assert s.resolver.asked == 5
