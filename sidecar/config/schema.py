@@ -187,7 +187,7 @@ SCHEMA: tuple[Key | Section, ...] = (
     _k("cache.answers", 50_000, Int(0, 10_000_000),
        "forward-auth answers (allow) kept for reuse, oldest dropped first; about 600 bytes each "
        "(0 = none kept)"),
-    _k("cache.answer_seconds", 60, Int(0, 3600),
+    _k("cache.answer_seconds", 300, Int(0, 3600),
        "how long a forward-auth answer may be reused: never longer than the who-am-I answer "
        "(`primary.introspect.cache_seconds`), the 2FA cookie (its expiry, its next idle-timeout "
        "refresh) or the step-up window it rests on; a change of the user's 2FA state on any "
