@@ -19,7 +19,7 @@ no answer; its CPU time during a sidecar's run counts in that sidecar's CPU per 
 the number of questions it answered is reported per row.
 
 ``--unique-ids`` (a diagnostic, every row alike): wrk sends a new X-Request-Id with each request
-(bench/unique_ids.lua), so the sidecar's one-second answer cache never hits and every request
+(bench/unique_ids.lua), so the sidecar's answer cache never hits and every request
 goes through the whole decision with the who-am-I answer from its cache.
 """
 

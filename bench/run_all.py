@@ -366,11 +366,13 @@ def scale_section(sc: dict[str, Any]) -> list[str]:
         L.append(f"| {what} | {m['median']['one'].rps:,.0f} req/s ({m['spread']['one']}) | "
                  f"{m['median']['mixed'].rps:,.0f} req/s ({m['spread']['mixed']}) | "
                  f"**{m['ratio']:.2f}** | {', '.join(f'{n:,}' for n in m['cached_users'])} |")
-    L += ["", "One user is answered from the one-second answer cache (the same headers again and "
-          "again); in the mix each user comes back only every few seconds, so each request is "
-          "read and decided in full, from memory: no storage read (the test "
-          "`tests/integration/test_no_storage_read.py` counts them: none in 10,000 requests "
-          "of 1,000 known users). What remains is the CPU of reading and deciding.", "",
+    L += ["", "One user is answered from the answer cache (the same headers again and again). "
+          "In the mix, a user (or the anonymous request) seen within `cache.answer_seconds` "
+          "is answered from it too; one not seen that long is read and decided in full, from "
+          "memory: no storage read (the test `tests/integration/test_no_storage_read.py` "
+          "counts them: none in 10,000 requests of 1,000 known users). Each wrk run starts "
+          "again at the first user, so a round reaches users last seen in the warm-up, which "
+          "takes minutes on a loaded machine.", "",
           "Revocation delay: instance B passed a user's 2FA cookie (its state in memory); a "
           "third process turns the user's 2FA off in the database; B is asked again and again "
           "until the cookie no longer passes. From the commit to B's first refusal:", "",

@@ -62,6 +62,14 @@ class Passes:
         return self.codec.dumps(Pass(item.user, item.fingerprint, item.issued_at, now,
                                      item.generation, code_at=item.code_at))
 
+    def reusable_until(self, item: Pass) -> float:
+        """Until when (sidecar clock) an answer resting on ``item`` may be reused: its expiry,
+        or its next idle-timeout refresh, which a reused answer would not carry."""
+        end = self.expiry(item)
+        if self.settings.idle_timeout:
+            end = min(end, float(item.seen_at + REFRESH_AFTER))
+        return end
+
     def expiry(self, item: Pass) -> float:
         """When ``item`` stops being fresh, on the sidecar's clock."""
         end = item.issued_at + self.settings.max_age

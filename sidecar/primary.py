@@ -220,11 +220,17 @@ class IntrospectResolver:
             if self.settings.cache_seconds and self._uncached.get(key, 0.0) <= self.monotonic():
                 self._cache[key] = resolved
                 self._cache.move_to_end(key)
-                while len(self._cache) > CACHE_LIMIT:
-                    self._cache.popitem(last=False)
+                self._prune()
             return resolved
         finally:
             self._inflight.pop(key, None)
+
+    def _prune(self) -> None:
+        """Drop the answers that ended, and the oldest beyond the limit: stored in order of
+        their end (one ``cache_seconds`` each), so only the front needs looking at."""
+        cache, now = self._cache, self.monotonic()
+        while cache and (len(cache) > CACHE_LIMIT or next(iter(cache.values())).until <= now):
+            cache.popitem(last=False)
 
     def _fail(self, kind: str, what: str, status: int | None = None,
               keys: str = "") -> UpstreamUnavailable:

@@ -179,6 +179,8 @@ class CacheConfig:
     """What each instance keeps in memory (bounded)."""
 
     users: int = _default("cache.users")
+    answers: int = _default("cache.answers")
+    answer_seconds: int = _default("cache.answer_seconds")
 
 
 StorageConfig = SQLiteConfig | PostgresConfig

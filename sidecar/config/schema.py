@@ -190,6 +190,15 @@ SCHEMA: tuple[Key | Section, ...] = (
     _k("cache.users", 100_000, Int(100, 10_000_000),
        "users whose 2FA state (and remembered devices) are kept, least recently seen dropped "
        "first; about 200 bytes each"),
+    _k("cache.answers", 50_000, Int(0, 10_000_000),
+       "forward-auth answers (allow) kept for reuse, oldest dropped first; about 600 bytes each "
+       "(0 = none kept)"),
+    _k("cache.answer_seconds", 300, Int(0, 3600),
+       "how long a forward-auth answer may be reused: never longer than the who-am-I answer "
+       "(`primary.introspect.cache_seconds`), the 2FA cookie (its expiry, its next idle-timeout "
+       "refresh) or the step-up window it rests on; a change of the user's 2FA state on any "
+       "instance, a request with an unsafe method on the same credential or a change feed "
+       "gone stale ends it at once"),
     Section("totp", "the codes"),
     _k("totp.issuer", "totp-sidecar", Text(r"[^:]*", "must not contain ':' (it separates issuer "
                                            "and account)"),

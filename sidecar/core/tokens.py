@@ -34,7 +34,7 @@ CSRF = "totp-sidecar.csrf"
 RESET_CSRF = "totp-sidecar.reset-csrf"
 MAX_LENGTH = 4096  # characters of a signed value; longer is not even looked at
 MAX_MAC = 128
-PASS_CACHE_LIMIT = 16_384
+PASS_CACHE_LIMIT = 4096  # checked 2FA cookies remembered; the answer cache serves returning users
 
 #: A field type for ``Signer.loads``: ``str``, ``int`` (never a bool), ``bool``, or ``list``
 #: (of strings).

@@ -10,8 +10,11 @@ and the user's generation are cached.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import logging
+import marshal
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -34,8 +37,6 @@ log = logging.getLogger("sidecar.authz")
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 NO_STORE = [(b"cache-control", b"no-store, private"), (b"vary", b"Cookie, Authorization")]
-ANSWER_CACHE_SECONDS = 1.0
-ANSWER_CACHE_LIMIT = 4096  # a second of repeated calls; each key holds all the headers
 AMBIGUOUS = "ambiguous_request"
 
 
@@ -71,7 +72,8 @@ def json_error(status: int, error: str, detail: str,
 @dataclass(frozen=True, slots=True)
 class Cached:
     """An allow answer kept for reuse: until (monotonic), the pass's end (sidecar clock), and
-    the user and generation it was decided for."""
+    the user and generation it was decided for ("" for an anonymous request: no pass, no
+    user state; reused only while the change feed is fresh, like every answer)."""
 
     until: float
     pass_end: float
@@ -79,6 +81,12 @@ class Cached:
     generation: int
     answer: Answer
     credential: bytes  # the cookies and Authorization it was decided for (Credential.cache_key)
+
+
+def digest(value: Any) -> bytes:
+    """A collision-resistant key for ``value`` (bytes, str, tuples, lists of them): marshal is
+    reversible, so two different values never serialize alike."""
+    return hashlib.blake2b(marshal.dumps(value), digest_size=32).digest()
 
 
 def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
@@ -93,45 +101,74 @@ def identity_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
 
 
 class ForwardAuth:
-    """The forward-auth endpoints; answers of the verified hot path are cached for a second.
+    """The forward-auth endpoints; answers of the verified hot path are kept for reuse.
 
-    The cache key is every header of the proxy's call plus the peer, so any difference
-    (another cookie, another URL, another Accept) is a miss. A hit is still checked against
-    the user's current 2FA generation, so a local disable or reset takes effect at once, and
-    never outlives the app's who-am-I answer it rests on.
+    The cache key is a digest of every header of the proxy's call plus the peer, so any
+    difference (another cookie, another URL, another Accept) is a miss. An answer lives at
+    most ``cache.answer_seconds`` and never outlives the app's who-am-I answer, the 2FA
+    cookie (expiry, next idle-timeout refresh) or the step-up window it rests on. A hit is
+    still checked against the user's current 2FA generation as the change feed keeps it (and
+    served only while the feed is fresh), so a disable or reset on any instance ends it; a
+    request with an unsafe method drops every answer of its credential.
     """
 
-    def __init__(self, parts: Parts, cookies: Cookies) -> None:
+    def __init__(self, parts: Parts, cookies: Cookies,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.parts = parts
+        self.monotonic = monotonic  # the answer cache's clock
         self.cookies = cookies
         self.prefix = parts.config.prefix
         self.otp_header = parts.config.api.otp_header.lower()
         self.bursts = Bursts(parts.storage, parts.config.hash_key)
-        self._answers: dict[tuple[Any, ...], Cached] = {}
+        self.answer_limit = parts.config.cache.answers
+        self.answer_seconds = float(parts.config.cache.answer_seconds)
+        self._answers: dict[bytes, Cached] = {}  # oldest stored first
+        self._by_credential: dict[bytes, list[bytes]] = {}  # credential digest → answer keys
 
     def cache_sizes(self) -> dict[str, tuple[int, int]]:
-        return {"answers": (len(self._answers), ANSWER_CACHE_LIMIT)}
+        return {"answers": (len(self._answers), self.answer_limit)}
 
     async def __call__(self, scope: MutableMapping[str, Any], send: Send, dialect: Dialect) -> None:
         started = time.perf_counter()
         client = scope.get("client")
-        key = (dialect, client[0] if client else None, tuple(scope["headers"]))
+        key = digest((dialect.value, client[0] if client else None, scope["headers"]))
         hit = self._answers.get(key)
-        if hit is not None and hit.until > time.monotonic() and hit.pass_end > self.parts.clock() \
-                and self.parts.accounts.generation_is(hit.user, hit.generation):
-            self.parts.metrics.decided("allow", started)
-            await hit.answer.send(send)
-            return
+        if hit is not None:
+            accounts = self.parts.accounts
+            if hit.until > self.monotonic() and hit.pass_end > self.parts.clock() and (
+                    accounts.generation_is(hit.user, hit.generation) if hit.user
+                    else accounts.states.healthy()):
+                self.parts.metrics.decided("allow", started)
+                await hit.answer.send(send)
+                return
+            del self._answers[key]
         outcome, answer, cacheable = await self._answer_for(scope, dialect)
-        if cacheable is not None:
-            if len(self._answers) >= ANSWER_CACHE_LIMIT:
-                now = time.monotonic()
-                self._answers = {k: v for k, v in self._answers.items() if v.until > now}
-                if len(self._answers) >= ANSWER_CACHE_LIMIT:
-                    self._answers.clear()
-            self._answers[key] = cacheable
+        if cacheable is not None and self.answer_limit:
+            self._keep(key, cacheable)
         self.parts.metrics.decided(outcome, started)
         await answer.send(send)
+
+    def _keep(self, key: bytes, cached: Cached) -> None:
+        answers = self._answers
+        now = self.monotonic()
+        while answers:  # the oldest first: drop what has ended, and what exceeds the limit
+            first = next(iter(answers))
+            if answers[first].until > now and len(answers) < self.answer_limit:
+                break
+            del answers[first]
+        answers.pop(key, None)
+        answers[key] = cached
+        self._by_credential.setdefault(cached.credential, []).append(key)
+        if len(self._by_credential) > 2 * self.answer_limit:  # forget credentials of ended answers
+            index: dict[bytes, list[bytes]] = {}
+            for k, v in answers.items():
+                index.setdefault(v.credential, []).append(k)
+            self._by_credential = index
+
+    def _drop_credential(self, credential: bytes) -> None:
+        """Forget every answer decided for this credential."""
+        for key in self._by_credential.pop(credential, ()):
+            self._answers.pop(key, None)
 
     async def _answer_for(self, scope: MutableMapping[str, Any], dialect: Dialect
                           ) -> tuple[str, Answer, Cached | None]:
@@ -166,7 +203,7 @@ class ForwardAuth:
         parts = self.parts
         credential = Credential(reading.cookies.header, reading.authorization).cache_key()
         if original.method not in SAFE_METHODS:  # a login may give this session to someone else
-            self._answers = {k: v for k, v in self._answers.items() if v.credential != credential}
+            self._drop_credential(credential)
         target = Target(original.host, original.path, original.method)
         verdict = await parts.decision.evaluate(reading, target)
         outcome = verdict.outcome
@@ -179,12 +216,17 @@ class ForwardAuth:
                               verdict.new_pass)
         cacheable = None
         item = verdict.item
-        if item is not None and outcome is policy.Outcome.ALLOW and verdict.new_pass is None:
-            end = parts.passes.expiry(item)
+        if item is not None and outcome is policy.Outcome.ALLOW and verdict.new_pass is None \
+                and original.method in SAFE_METHODS:  # an unsafe one must drop answers every time
+            end = parts.passes.reusable_until(item)
             if verdict.rule.step_up:
                 end = min(end, item.code_at + verdict.rule.step_up)
-            until = min(time.monotonic() + ANSWER_CACHE_SECONDS, verdict.until)
+            until = min(self.monotonic() + self.answer_seconds, verdict.until)
             cacheable = Cached(until, end, item.user, item.generation, answer, credential)
+        elif verdict.identity is None and outcome is policy.Outcome.ALLOW \
+                and original.method in SAFE_METHODS:  # nobody logged in: rests on no user state
+            until = min(self.monotonic() + self.answer_seconds, verdict.until)
+            cacheable = Cached(until, math.inf, "", 0, answer, credential)
         return outcome.value, answer, cacheable
 
     async def _api_code(self, reading: Reading, user: str) -> tuple[str, Answer, None] | None:
