@@ -422,7 +422,8 @@ async def test_metrics_show_the_caches_and_the_feed(tmp_path: Path, clock: FakeC
         text = (await env.client.get("/metrics")).text
         assert 'totp_sidecar_cache_entries{cache="user_states"} 2.0' in text
         assert 'totp_sidecar_cache_limit{cache="user_states"} 500.0' in text
-        assert 'totp_sidecar_cache_limit{cache="answers"} 4096.0' in text
+        answers = float(env.config.cache.answers)  # cache.answers, its default here
+        assert f'totp_sidecar_cache_limit{{cache="answers"}} {answers}' in text
         assert "totp_sidecar_feed_healthy 1.0" in text
         assert "totp_sidecar_state_drops 1.0" in text  # the first read of the feed
 
