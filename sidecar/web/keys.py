@@ -21,7 +21,7 @@ from sidecar.passkeys import KeyCheck, KeyResult, RelyingParty, relying_party
 from sidecar.storage import UserState
 from sidecar.web.i18n import gettext as _
 from sidecar.web.i18n import lazy_gettext as _l
-from sidecar.web.render import Visit, attempts_left, lockout_message, when
+from sidecar.web.render import Visit, attempts_left, local_time, lockout_message
 from sidecar.wiring import Parts
 
 MODES = ("key", "totp", "recovery")
@@ -106,7 +106,7 @@ class KeyViews:
                     visit.user, visit.account, self.session(visit), self.rp(visit))
             except StorageUnavailable:
                 self.parts.metrics.storage_error()
-        return {"keys": [{"id": k.credential_id, "name": k.name, "added": when(k.created_at),
-                          "used": when(k.last_used)} for k in keys],
+        return {"keys": [{"id": k.credential_id, "name": k.name, "added": local_time(k.created_at),
+                          "used": local_time(k.last_used)} for k in keys],
                 "register_options": options,
                 "last_key": user.secret is None and len(keys) == 1}
