@@ -31,6 +31,7 @@ from sidecar.core.clock import Monotonic
 from sidecar.core.clock import monotonic as steady
 from sidecar.errors import StorageUnavailable
 from sidecar.storage import Change, Feed
+from sidecar.storage.feed import wait_event
 
 log = logging.getLogger("sidecar.states")
 
@@ -89,6 +90,7 @@ class States:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._listened = False
+        self._stopping = False
 
     def __len__(self) -> int:
         return len(self._known)
@@ -221,8 +223,12 @@ class States:
             self._task = asyncio.ensure_future(self.run())
 
     async def stop(self) -> None:
+        """End the background work; its loops also check ``_stopping``, so a cancellation that
+        a library swallows cannot keep them (and this wait) going."""
         task, self._task = self._task, None
         if task is not None:
+            self._stopping = True
+            self._woken()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -232,7 +238,7 @@ class States:
         listener = asyncio.ensure_future(self._listen()) if self.feed.listens else None
         failing = False
         try:
-            while True:
+            while not self._stopping:
                 self._wake.clear()
                 try:
                     await self.poll()
@@ -245,8 +251,7 @@ class States:
                                   "memory after %.0f s): %s", STALE_SECONDS, exc)
                     failing = True
                 wait = LISTENING_POLL_SECONDS if self.listening else POLL_SECONDS
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                await wait_event(self._wake, wait)
         finally:
             if listener is not None:
                 listener.cancel()
@@ -255,7 +260,7 @@ class States:
 
     async def _listen(self) -> None:
         """Keep a listening connection; each loss or reconnect drops every state."""
-        while True:
+        while not self._stopping:
             try:
                 await self.feed.listen(self._woken, self._listening)
             except StorageUnavailable as exc:

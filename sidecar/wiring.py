@@ -123,10 +123,12 @@ class Parts:
     namespace: str = DEFAULT_APP  # the app's users_namespace (core.apps.storage_key)
     apps: Apps = field(default_factory=lambda: Apps(), repr=False, compare=False)
 
-    async def open(self) -> None:
-        """Open the database and start applying its change feed to the user states."""
+    async def open(self, feed: bool = True) -> None:
+        """Open the database and start applying its change feed to the user states (not for
+        a one-shot command: without the feed, states are read from the database each time)."""
         await self.storage.open()
-        self.accounts.states.start()
+        if feed:
+            self.accounts.states.start()
 
     async def aclose(self) -> None:
         """Send the queued notices, then close every app's resolver and the database."""

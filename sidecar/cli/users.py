@@ -57,7 +57,7 @@ async def _users(config: Config, action: str, name: str | None, as_json: bool,
     parts = build_parts(config)
     storage, accounts = parts.storage, parts.accounts
     try:
-        await parts.open()
+        await parts.open(feed=False)
         if action == "list":
             users = [dataclasses.replace(user, user_id=split_key(user.user_id)[1])
                      for user in await storage.list_users() if in_namespace(user.user_id, namespace)]
@@ -114,7 +114,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 async def _rotate(config: Config) -> int:
     parts = build_parts(config)
     try:
-        await parts.open()
+        await parts.open(feed=False)
         done, current = await parts.accounts.rotate_keys()
     finally:
         await parts.aclose()

@@ -12,6 +12,7 @@ some. A backend may wake readers at commit (``NOTIFY_STATEMENTS``: PostgreSQL's 
 from __future__ import annotations
 
 import abc
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +25,17 @@ FEED_KEEP_SECONDS = 300  # feed rows younger than this are kept (and always the 
 PRUNE_EVERY_SECONDS = 60.0
 FEED_CHANNEL = "totp_sidecar_feed"
 Statement = tuple[str, tuple[Any, ...]]
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set, ``seconds`` at most. Unlike ``asyncio.wait_for`` of Python
+    3.11, a cancellation arriving as the wait ends is never swallowed (a loop that relies on
+    being cancelled would otherwise go on, and whoever waits for it would wait forever)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
 
 
 class FeedSQL(abc.ABC):

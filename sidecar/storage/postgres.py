@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 
 from sidecar.errors import StorageUnavailable
-from sidecar.storage.feed import FEED_CHANNEL, Statement
+from sidecar.storage.feed import FEED_CHANNEL, Statement, wait_event
 from sidecar.storage.migrations import migrations
 from sidecar.storage.sql import Result, SQLStorage
 
@@ -126,8 +126,10 @@ class PostgresStorage(SQLStorage):
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            with contextlib.suppress(*_ERRORS):
-                await pool.close()
+            try:  # a connection still held (a cancelled call) would keep close waiting
+                await asyncio.wait_for(pool.close(), TIMEOUT_SECONDS)
+            except (*_ERRORS, TimeoutError):
+                pool.terminate()
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -216,8 +218,7 @@ class PostgresStorage(SQLStorage):
             await conn.add_listener(FEED_CHANNEL, lambda *_: wake())
             ready()
             while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), LISTEN_CHECK_SECONDS)
+                await wait_event(lost, LISTEN_CHECK_SECONDS)
                 if not lost.is_set():
                     await conn.execute("SELECT 1")
         except _ERRORS as exc:

@@ -98,3 +98,36 @@ async def test_a_lost_listen_connection_drops_every_state_and_so_does_listening_
         assert states.drops >= drops + 2 and len(states) == 0  # lost, and listening again
     finally:
         await states.stop()
+
+
+class Swallowing(Listening):
+    """Storage calls that swallow the first cancellations, as ``asyncio.wait_for`` of Python
+    3.11 can when the cancel lands as its wait ends (the CLI once hung on ``stop``)."""
+
+    swallow = 2
+
+    async def _wait(self) -> None:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            if self.swallow <= 0:
+                raise
+            self.swallow -= 1
+
+    async def feed_touched(self) -> bool:
+        await self._wait()
+        return await super().feed_touched()
+
+    async def listen(self, wake: Callable[[], None], ready: Callable[[], None]) -> None:
+        ready()
+        await self._wait()  # a cancellation swallowed; then the connection is lost
+        raise StorageUnavailable("connection lost")
+
+
+async def test_stop_ends_the_feed_even_when_a_cancellation_is_swallowed() -> None:
+    states = States(Swallowing(), 10, FakeClock(100.0))
+    states.start()
+    await asyncio.sleep(0.01)
+    stopping = asyncio.ensure_future(states.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)  # stop used to wait forever
+    assert stopping in done
