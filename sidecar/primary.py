@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -76,11 +77,14 @@ class Credential:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _clean(value: Any) -> str:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         return ""
     text = str(value).strip()
-    if len(text) > MAX_USER_LENGTH or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if len(text) > MAX_USER_LENGTH or _CONTROL.search(text):
         return ""
     return text
 

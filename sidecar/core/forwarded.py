@@ -21,6 +21,7 @@ MAX_HOST = 260  # 253 for the name, 6 for the port
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 _PORT = re.compile(r"[0-9]{1,5}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,17 @@ def _clean_host(value: str, scheme: str) -> str:
 
     Raises BadForwardedRequest when it is malformed.
     """
+    if len(value) <= MAX_HOST:  # the few hosts of an app, every request: kept (bounded)
+        return _clean_short_host(value, scheme)
+    return _parse_clean_host(value, scheme)
+
+
+@lru_cache(maxsize=256)
+def _clean_short_host(value: str, scheme: str) -> str:
+    return _parse_clean_host(value, scheme)
+
+
+def _parse_clean_host(value: str, scheme: str) -> str:
     try:
         hostname, port = parse_host(value.strip(" \t"))
     except ValueError:
@@ -138,7 +150,7 @@ def _from_url(url: str, method: str) -> Original:
     if len(url) > MAX_HEADER:
         raise BadForwardedRequest("X-Original-URL is too long")
     url = url.strip()
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):  # urlsplit would drop tabs and newlines
+    if _CONTROL.search(url):  # urlsplit would drop tabs and newlines
         raise BadForwardedRequest("X-Original-URL holds control characters")
     try:
         parts = urlsplit(url)

@@ -14,10 +14,13 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sidecar.core.paths import Variant, path_variants
+
+KNOWN_RULES = 4096  # (host, path, method) → rule kept by a Policy
+KNOWN_PATH = 256  # longer paths are matched each time
 
 
 @functools.total_ordering
@@ -188,8 +191,28 @@ class Policy:
     #: Rules the sidecar adds (the app's login and logout pages: ``bypass``). One that matches
     #: replaces the operator's first match, unless that is ``deny``: never weaker than a deny.
     implicit: tuple[Rule, ...] = ()
+    #: The rule of each recent (host, path, method), when no rule looks at the user: every
+    #: request asks, and an app has few paths (bounded: emptied when full).
+    _known: dict[tuple[str, str, str], Rule] = field(default_factory=dict, compare=False, repr=False)
+    _by_subject: bool = field(default=False, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_subject = any(rule.users or rule.groups for rule in (*self.rules, *self.implicit))
+        object.__setattr__(self, "_by_subject", by_subject)
 
     def rule_for(self, target: Target, subject: Subject) -> Rule:
+        """``find_rule``, kept for paths of up to ``KNOWN_PATH`` characters when it can be."""
+        if self._by_subject or len(target.path) > KNOWN_PATH:
+            return self.find_rule(target, subject)
+        key = (target.host, target.path, target.method)
+        rule = self._known.get(key)
+        if rule is None:
+            if len(self._known) >= KNOWN_RULES:
+                self._known.clear()
+            rule = self._known[key] = self.find_rule(target, subject)
+        return rule
+
+    def find_rule(self, target: Target, subject: Subject) -> Rule:
         """The strictest of the rules that the target's path and its variants match.
 
         For each variant (``path_variants``) the first matching rule counts (or one with the

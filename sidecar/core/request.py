@@ -179,11 +179,12 @@ class Headers:
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
         self._lines: dict[str, list[bytes]] = {}
-        self._names: dict[str, set[str]] = {}
+        self._folded: dict[str, list[bytes]] = {}  # every line under any WSGI spelling of a name
         for name, value in raw:
             key = name.decode("latin-1").lower()
             self._lines.setdefault(key, []).append(value)
-            self._names.setdefault(fold_header_name(key), set()).add(key)
+            folded = key if "_" not in key and key == key.strip() else fold_header_name(key)
+            self._folded.setdefault(folded, []).append(value)
 
     def lines(self, name: str) -> list[bytes]:
         return self._lines.get(name.lower(), [])
@@ -195,9 +196,7 @@ class Headers:
 
     def single(self, name: str, utf8: bool = False) -> str:
         """The one value of ``name``; Ambiguous when it is repeated (under any WSGI spelling)."""
-        key = name.lower()
-        spellings = self._names.get(fold_header_name(key), set())
-        found = [v for s in spellings for v in self._lines.get(s, [])]
+        found = self._folded.get(name) or self._folded.get(fold_header_name(name)) or []
         if len(found) > 1:
             raise Ambiguous(f"header {name} is given {len(found)} times")
         if not found:
@@ -215,13 +214,12 @@ class Headers:
     def forwarded(self) -> dict[str, str]:
         """The forwarded headers a proxy sets, one value each; BadForwardedRequest on a repeat."""
         out: dict[str, str] = {}
-        for name in FORWARDED_HEADERS:
-            try:
-                value = self.single(name)
-            except Ambiguous as exc:
-                raise BadForwardedRequest(exc.reason) from None
-            if value:
-                out[name] = value
+        for name in FORWARDED_HEADERS & self._folded.keys():  # the names are in folded form
+            found = self._folded[name]
+            if len(found) > 1:
+                raise BadForwardedRequest(f"header {name} is given {len(found)} times")
+            if found[0]:
+                out[name] = found[0].decode("latin-1")
         return out
 
 

@@ -151,10 +151,12 @@ def test_a_first_key_turns_2fa_on_and_a_cancelled_ceremony_says_so(page: Page,
     page.goto("/_2fa/settings")
     page.get_by_label("Name of the new key").fill("YubiKey 5")
     page.get_by_role("button", name="Add a security key").click()
+    page.wait_for_url(re.compile(r"/_2fa/recovery-codes$"))  # after the ceremony's script
     assert page.get_by_role("heading", level=1).inner_text() == "Save your recovery codes"
     assert page.locator("#recovery-codes code").count() == 20
     page.get_by_label("I have saved these codes").check()
     page.get_by_role("button", name="Complete").click()
+    page.wait_for_url(re.compile(r"/_2fa/settings"))
     assert "On" in page.locator(".status").inner_text()
     assert page.get_by_role("link", name="Set up an authenticator app").is_visible()
 

@@ -358,3 +358,30 @@ def test_letter_case_never_weakens_the_level(path: str, data: st.DataObject) -> 
     flips = data.draw(st.lists(st.booleans(), min_size=len(path), max_size=len(path)))
     changed = "".join(c.upper() if flip else c for c, flip in zip(path, flips, strict=True))
     assert _rank(changed) >= _rank(path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["app.test", "App.Test:8443", "x.admin.test"]),
+                          st.text("/.;%2eADMINlogstcr", max_size=24),
+                          st.sampled_from(["GET", "POST"])), min_size=1, max_size=30))
+def test_a_kept_rule_is_the_rule_found_again(targets: list[tuple[str, str, str]]) -> None:
+    policy = Policy(ROUTING, Level.OPTIONAL, "/_2fa")
+    for host, path, method in [*targets, *reversed(targets)]:  # the second time from memory
+        target = Target(host, path, method)
+        assert policy.rule_for(target, Subject("alice")) == policy.find_rule(target, Subject(None))
+
+
+def test_rules_that_look_at_the_user_are_never_kept() -> None:
+    policy = Policy(RULES, Level.OPTIONAL, "/_2fa")
+    target = Target("app.test", "/anything")
+    assert policy.rule_for(target, Subject("alice")).level is Level.OPTIONAL
+    assert policy.rule_for(target, Subject("carol")).level is Level.REQUIRED
+
+
+def test_kept_rules_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sidecar.core.policy.KNOWN_RULES", 10)
+    policy = Policy(ROUTING)
+    for n in range(25):
+        assert policy.rule_for(Target("h", f"/internal/{n}"), Subject(None)).level is Level.DENY
+    assert policy.rule_for(Target("h", "/login/" + "x" * 300), Subject(None)).level is Level.BYPASS
+    assert len(policy._known) <= 10
