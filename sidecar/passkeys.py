@@ -27,41 +27,27 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-
-from webauthn import (
-    base64url_to_bytes,
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import (
-    bytes_to_base64url,
-    parse_authentication_credential_json,
-    parse_client_data_json,
-    parse_registration_credential_json,
-)
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AttestationConveyancePreference,
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
+from typing import TYPE_CHECKING
 
 from sidecar.accounts import Accounts
 from sidecar.core import recovery
 from sidecar.storage import SIGNIN, Credential, Storage
+
+if TYPE_CHECKING:  # py_webauthn is imported at the first ceremony: the hot path never needs it
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 
 log = logging.getLogger("sidecar")
 CHALLENGE_SECONDS = 300
 TIMEOUT_MS = 120_000
 MAX_NAME = 64
 REGISTER, SIGN_IN = "register", "signin"
-_BAD_INPUT = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError)
+
+
+def _bad_input() -> tuple[type[Exception], ...]:
+    """What a malformed or refused answer raises."""
+    from webauthn.helpers.exceptions import WebAuthnException
+
+    return WebAuthnException, ValueError, TypeError, KeyError, AttributeError
 
 
 class KeyCheck(enum.Enum):
@@ -122,6 +108,8 @@ class Passkeys:
                         hashlib.sha256).digest()
 
     async def _challenge(self, user_id: str, session: str, purpose: str) -> bytes:
+        from webauthn.helpers import bytes_to_base64url
+
         challenge = secrets.token_bytes(32)
         now = self._now()
         await self.storage.add_challenge(bytes_to_base64url(challenge), user_id, session, purpose,
@@ -130,6 +118,9 @@ class Passkeys:
 
     @staticmethod
     def _descriptors(keys: list[Credential]) -> list[PublicKeyCredentialDescriptor]:
+        from webauthn import base64url_to_bytes
+        from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
         known = {t.value for t in AuthenticatorTransport}
         return [PublicKeyCredentialDescriptor(
             id=base64url_to_bytes(k.credential_id),
@@ -140,6 +131,14 @@ class Passkeys:
     async def registration_options(self, user_id: str, account: str, session: str,
                                    rp: RelyingParty) -> str:
         """The options for ``navigator.credentials.create`` (JSON), with a fresh challenge."""
+        from webauthn import generate_registration_options, options_to_json
+        from webauthn.helpers.structs import (
+            AttestationConveyancePreference,
+            AuthenticatorSelectionCriteria,
+            ResidentKeyRequirement,
+            UserVerificationRequirement,
+        )
+
         options = generate_registration_options(
             rp_id=rp.rp_id, rp_name=rp.name, user_id=self.user_handle(user_id),
             user_name=account, user_display_name=account,
@@ -158,11 +157,18 @@ class Passkeys:
         The first factor of a user without 2FA turns it on: the result carries the new
         recovery codes (shown once) and the new generation.
         """
+        from webauthn import verify_registration_response
+        from webauthn.helpers import (
+            bytes_to_base64url,
+            parse_client_data_json,
+            parse_registration_credential_json,
+        )
+
         now = self._now()
         try:
             parsed = parse_registration_credential_json(answer)
             challenge = parse_client_data_json(parsed.response.client_data_json).challenge
-        except _BAD_INPUT:
+        except _bad_input():
             return KeyResult(KeyCheck.INVALID)
         if not await self.storage.use_challenge(bytes_to_base64url(challenge), user_id, session,
                                                 REGISTER, now):
@@ -171,7 +177,7 @@ class Passkeys:
             verified = verify_registration_response(
                 credential=parsed, expected_challenge=challenge, expected_rp_id=rp.rp_id,
                 expected_origin=rp.origin, require_user_verification=False)
-        except _BAD_INPUT as exc:
+        except _bad_input() as exc:
             log.warning("security key registration refused for %s: %s", user_id, exc)
             return KeyResult(KeyCheck.INVALID)
         first = expect == 0  # the state the page decided on; storage checks it still holds
@@ -197,6 +203,9 @@ class Passkeys:
     async def authentication_options(self, user_id: str, session: str,
                                      rp: RelyingParty) -> str | None:
         """The options for ``navigator.credentials.get`` (JSON); None when the user has no key."""
+        from webauthn import generate_authentication_options, options_to_json
+        from webauthn.helpers.structs import UserVerificationRequirement
+
         keys = await self.storage.credentials(user_id)
         if not keys:
             return None
@@ -227,10 +236,17 @@ class Passkeys:
 
     async def _verify(self, user_id: str, session: str, answer: str, rp: RelyingParty, now: int,
                       client: str) -> tuple[KeyCheck, Credential | None]:
+        from webauthn import base64url_to_bytes, verify_authentication_response
+        from webauthn.helpers import (
+            bytes_to_base64url,
+            parse_authentication_credential_json,
+            parse_client_data_json,
+        )
+
         try:
             parsed = parse_authentication_credential_json(answer)
             challenge = parse_client_data_json(parsed.response.client_data_json).challenge
-        except _BAD_INPUT:
+        except _bad_input():
             return KeyCheck.INVALID, None
         if not await self.storage.use_challenge(bytes_to_base64url(challenge), user_id, session,
                                                 SIGN_IN, now):
@@ -244,7 +260,7 @@ class Passkeys:
                 expected_origin=rp.origin, credential_public_key=base64url_to_bytes(key.public_key),
                 credential_current_sign_count=0,  # compared below, so a decrease is audited
                 require_user_verification=False)
-        except _BAD_INPUT as exc:
+        except _bad_input() as exc:
             log.warning("security key answer refused for %s: %s", user_id, exc)
             return KeyCheck.INVALID, None
         count = verified.new_sign_count

@@ -186,3 +186,15 @@ def test_modules_stay_small() -> None:
     assert too_long == set(TOO_LONG_FOR_NOW), (
         f"modules over {MAX_LINES} lines: split them (or, once split, drop them from "
         "TOO_LONG_FOR_NOW)")
+
+
+def test_the_hot_path_does_not_load_py_webauthn() -> None:
+    """py_webauthn and what it pulls in (7 MB of a process's memory) load at the first key
+    ceremony, not with the app: most requests never need them."""
+    import subprocess
+
+    code = ("import sys, sidecar.web.app, sidecar.cli.serve, sidecar.wiring; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('webauthn', 'OpenSSL')))")
+    found = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert found == "[]"
