@@ -2,10 +2,11 @@
 
 The users table is seeded with direct SQL in bulk (common.seed_users: every user a secret sealed
 for that user, generation 1, an `enabled` event; no recovery codes unless asked). Then new users
-go through the real pages over HTTP, each round trip being five requests:
+go through the real pages over HTTP, each round trip being seven requests:
 
     GET  /_2fa/enroll          (QR code page: reads the key and the CSRF token)
-    POST /_2fa/enroll          (code of the current step → 2FA on, recovery codes, 2FA cookie)
+    POST /_2fa/enroll          (code of the current step → 2FA on, 2FA cookie, 303 to the codes)
+    GET  /_2fa/recovery-codes  (the 20 recovery codes, shown once)
     GET + POST /_2fa/logout    (2FA cookie cleared), then a new app session ("login again")
     GET  /_2fa/challenge?rd=/  (code prompt of the new session)
     POST /_2fa/challenge       (code of the next step, accepted once → 2FA cookie)
@@ -100,9 +101,15 @@ async def round_trip(client: Any, base: str, user: str) -> None:
     now_code, next_code = codes(secret)
     done = expect(await client.post(f"{base}{PREFIX}/enroll", headers={**who, "cookie": session},
                                     data={"csrf": csrf.group(1), "code": now_code, "rd": ""}),
-                  200, "POST enroll")
+                  303, "POST enroll")
     pass_cookie = cookie_from(done, "totp_sidecar")
     signed_in = {**who, "cookie": f"{session}; {pass_cookie}"}
+    codes_cookie = cookie_from(done, "totp_sidecar_codes")  # the codes, shown once on the next page
+    shown = expect(await client.get(f"{base}{PREFIX}/recovery-codes",
+                                    headers={**who, "cookie": f"{session}; {pass_cookie}; {codes_cookie}"}),
+                   200, "GET recovery-codes")
+    if shown.text.count('<code') < 20:
+        raise FlowError("recovery-codes page without the 20 codes")
     confirm = expect(await client.get(f"{base}{PREFIX}/logout?rd=/", headers=signed_in), 200,
                      "GET logout")
     csrf = CSRF.search(confirm.text)
