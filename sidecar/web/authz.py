@@ -38,6 +38,7 @@ log = logging.getLogger("sidecar.authz")
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 NO_STORE = [(b"cache-control", b"no-store, private"), (b"vary", b"Cookie, Authorization")]
 AMBIGUOUS = "ambiguous_request"
+SWEEP_SECONDS = 1.0  # how often every kept answer is looked at (ended ones dropped)
 
 
 class Dialect(enum.Enum):
@@ -124,6 +125,7 @@ class ForwardAuth:
         self.answer_seconds = float(parts.config.cache.answer_seconds)
         self._answers: dict[bytes, Cached] = {}  # oldest stored first
         self._by_credential: dict[bytes, list[bytes]] = {}  # credential digest → answer keys
+        self._swept = monotonic()  # when ended answers were last dropped wherever they were
 
     def cache_sizes(self) -> dict[str, tuple[int, int]]:
         return {"answers": (len(self._answers), self.answer_limit)}
@@ -151,6 +153,13 @@ class ForwardAuth:
     def _keep(self, key: bytes, cached: Cached) -> None:
         answers = self._answers
         now = self.monotonic()
+        if now - self._swept >= SWEEP_SECONDS:  # answers end at different times: look at all
+            self._swept = now
+            ended = [k for k, v in answers.items() if v.until <= now]
+            for k in ended:
+                del answers[k]
+            if ended:
+                self._reindex()
         while answers:  # the oldest first: drop what has ended, and what exceeds the limit
             first = next(iter(answers))
             if answers[first].until > now and len(answers) < self.answer_limit:
@@ -160,10 +169,13 @@ class ForwardAuth:
         answers[key] = cached
         self._by_credential.setdefault(cached.credential, []).append(key)
         if len(self._by_credential) > 2 * self.answer_limit:  # forget credentials of ended answers
-            index: dict[bytes, list[bytes]] = {}
-            for k, v in answers.items():
-                index.setdefault(v.credential, []).append(k)
-            self._by_credential = index
+            self._reindex()
+
+    def _reindex(self) -> None:
+        index: dict[bytes, list[bytes]] = {}
+        for k, v in self._answers.items():
+            index.setdefault(v.credential, []).append(k)
+        self._by_credential = index
 
     def _drop_credential(self, credential: bytes) -> None:
         """Forget every answer decided for this credential."""

@@ -7,6 +7,7 @@ and a fixed clock for the cache's own monotonic time.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,12 @@ class CountingResolver:
 
     def __init__(self) -> None:
         self.asked = 0
+        self.until = math.inf  # how long the app's answer may be reused (monotonic)
 
     async def resolve(self, reading: Reading) -> Resolved:
         self.asked += 1
         user = reading.cookie("s")
-        return Resolved(Identity(user) if user else None)
+        return Resolved(Identity(user) if user else None, self.until)
 
     async def resolve_credential(self, cred: Credential) -> Resolved:
         return Resolved(None)
@@ -191,3 +193,20 @@ async def test_an_anonymous_answer_is_reused_while_the_feed_is_fresh(
     await s.ask("/login", "POST", cookie="other=1")  # never kept
     await s.ask("/login", "POST", cookie="other=1")
     assert s.resolver.asked == 5
+
+
+async def test_ended_answers_are_dropped_even_behind_a_longer_one(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """Answers end at different times (who-am-I's cache_seconds, answer_seconds, the pass): an
+    ended one is dropped within a second even when an older one is still good."""
+    s = Setup(tmp_path, clock, answer_seconds=300)
+    await s.ask(cookie="other=1")  # anonymous: kept 300 s, first in the cache
+    s.resolver.until = s.monotonic() + 5  # the app's who-am-I answers hold 5 s
+    for path in ("/a", "/b", "/c", "/d"):
+        await s.ask(path)
+    assert s.auth.cache_sizes()["answers"][0] == 5
+    s.monotonic.advance(6)
+    s.resolver.until = math.inf
+    await s.ask("/e")
+    assert s.auth.cache_sizes()["answers"][0] == 2  # the anonymous answer and /e
+    assert len(s.auth._by_credential) == 2  # the index of credentials follows
