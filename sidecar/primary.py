@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 import re
@@ -22,7 +23,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -31,6 +31,7 @@ import httpx
 from sidecar.config import Config
 from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, UpstreamUnavailable
+from sidecar.fetch import AiohttpFetch, Fetch, FetchError, HttpxFetch
 
 log = logging.getLogger("sidecar.primary")
 CACHE_LIMIT = 50_000
@@ -167,12 +168,12 @@ class IntrospectResolver:
                  monotonic: Any = time.monotonic,
                  transport: httpx.AsyncBaseTransport | None = None,
                  observe: Callable[[str, float], None] | None = None) -> None:
+        """``client`` or ``transport``: ask through httpx (in-process apps, ``doctor``);
+        otherwise through aiohttp (``sidecar.fetch``)."""
         self.settings = config.primary.introspect
-        # A jar that stores nothing: one user's cookies must never reach another's request.
-        jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-        self.client = client or httpx.AsyncClient(timeout=self.settings.timeout_seconds,
-                                                  follow_redirects=False, cookies=jar,
-                                                  transport=transport)
+        timeout = self.settings.timeout_seconds
+        self.fetch: Fetch = (HttpxFetch(timeout, client, transport) if client or transport
+                             else AiohttpFetch(timeout))
         self.monotonic = monotonic
         self._cache: OrderedDict[bytes, Resolved] = OrderedDict()
         self._uncached: dict[bytes, float] = {}  # credential → until when no answer is kept
@@ -263,16 +264,15 @@ class IntrospectResolver:
             send[b"authorization"] = cred.authorization.encode("latin-1", "replace")
         self.calls += 1
         try:
-            response = await self.client.get(self.settings.url, headers=send)
-        except httpx.HTTPError as exc:
-            raise self._fail("unreachable", f"cannot be reached ({type(exc).__name__})") from None
-        status = response.status_code
+            status, body = await self.fetch.get(self.settings.url, send)
+        except FetchError as exc:
+            raise self._fail("unreachable", f"cannot be reached ({exc})") from None
         if status in (401, 403):
             return None
         if status != 200:
             raise self._fail("status", f"answered {status}", status)
         try:
-            data = response.json()
+            data = json.loads(body)
         except ValueError:
             raise self._fail("not_json", "did not answer JSON", status) from None
         keys = ", ".join(sorted(map(str, data))[:20]) if isinstance(data, dict) else type(data).__name__
@@ -292,7 +292,7 @@ class IntrospectResolver:
                         _groups(_dig(data, self.settings.groups_key, strict=False)))
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.fetch.aclose()
 
 
 def _where(url: str) -> str:

@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "sidecar.states": SERVICES,
     "sidecar.bursts": SERVICES,
     "sidecar.primary": SERVICES,
+    "sidecar.fetch": SERVICES,
     "sidecar.notify": SERVICES,
     "sidecar.metrics": SERVICES,
     "sidecar.logs": SERVICES,
