@@ -220,6 +220,7 @@ class States:
     def start(self) -> None:
         """Apply the feed in the background until ``stop``."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.ensure_future(self.run())
 
     async def stop(self) -> None:

@@ -131,3 +131,21 @@ async def test_stop_ends_the_feed_even_when_a_cancellation_is_swallowed() -> Non
     stopping = asyncio.ensure_future(states.stop())
     done, _ = await asyncio.wait({stopping}, timeout=5)  # stop used to wait forever
     assert stopping in done
+
+
+async def test_the_feed_can_be_started_again_after_a_stop() -> None:
+    storage = MemoryStorage()
+    states = States(storage, 10, FakeClock(100.0))
+    states.start()
+    await states.stop()
+    states.start()
+    await asyncio.sleep(0.05)
+    assert states.last_seq is not None  # read again
+    await storage.lock("alice", 5)
+    seq = states.last_seq
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if states.last_seq != seq:
+            break
+    assert states.last_seq != seq
+    await states.stop()
