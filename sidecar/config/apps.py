@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sidecar.config.model import AppConfig, Config
+from sidecar.config.model import AppConfig, Config, ResetConfig
 from sidecar.config.reader import Reader
-from sidecar.config.sections import read_branding, read_primary, read_rules
+from sidecar.config.sections import read_branding, read_primary, read_reset, read_rules
 from sidecar.core.apps import DEFAULT_APP
 from sidecar.core.policy import Level
 
@@ -39,10 +39,12 @@ def _app(r: Reader, item: dict[str, Any], top: Config) -> AppConfig:
     level = Level(r.value(item, "default_level")) if "default_level" in item else top.default_level
     redirects = (r.value(r.section(item, "redirects"), "redirects.allowed_hosts")
                  if "redirects" in item else top.allowed_redirect_hosts)
+    # Never the top level's: its gate forwards to the top-level app's own reset page.
+    reset = read_reset(r, item) if "password_reset" in item else ResetConfig()
     config = dataclasses.replace(top, primary=primary, totp=totp, branding=branding,
                                  support_contact=branding.support_contact, rules=rules,
                                  default_level=level, allowed_redirect_hosts=redirects,
-                                 hosts=hosts, apps=())
+                                 password_reset=reset, hosts=hosts, apps=())
     return AppConfig(name, hosts, r.value(item, "apps[].users_namespace", "") or name, config)
 
 

@@ -313,9 +313,10 @@ SCHEMA: tuple[Key | Section, ...] = (
 )
 
 #: What an entry of ``apps`` may set besides its own keys, each read exactly as the top-level
-#: key (or section) of the same name; a section an app leaves out is the top level's.
+#: key (or section) of the same name; a section an app leaves out is the top level's (but
+#: ``password_reset``: an app without its own has no gate).
 APP_SETTINGS: tuple[str, ...] = ("primary", "totp.issuer", "branding", "rules", "default_level",
-                                 "redirects")
+                                 "redirects", "password_reset")
 KEYS: dict[str, Key] = {item.path: item for item in SCHEMA if isinstance(item, Key)}
 SECTIONS: dict[str, Section] = {item.path: item for item in SCHEMA if isinstance(item, Section)}
 
@@ -391,5 +392,6 @@ def markdown_table() -> str:
     shown = ", ".join(f"`apps[].{setting}" + (".…`" if any(k.startswith(f"{setting}.") for k in KEYS)
                                                else "`") for setting in APP_SETTINGS)
     lines.append(f"| {shown} | the top level's | for this app, as the top-level key of the same "
-                 "name; a section an app leaves out is the top level's |")
+                 "name; a section an app leaves out is the top level's, except `password_reset` "
+                 "(no gate unless the app gives its own: it forwards to that app's page) |")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ and ``branding``, each read by the schema with every problem named (``apps[1].pr
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
@@ -11,6 +12,7 @@ from sidecar.config.model import (
     HeaderResolverConfig,
     IntrospectConfig,
     PrimaryConfig,
+    ResetConfig,
     ServerConfig,
 )
 from sidecar.config.reader import Reader
@@ -114,3 +116,17 @@ def read_branding(r: Reader, data: dict[str, Any], issuer: str) -> BrandingConfi
         r.problem("support_contact", "is given twice, differently: keep only "
                   "branding.support_contact")
     return BrandingConfig(name or issuer, logo_url, logo_data, accent.lower(), contact or older)
+
+
+def read_reset(r: Reader, data: dict[str, Any]) -> ResetConfig:
+    """``password_reset`` (of the top level, or of one entry of ``apps``)."""
+    section = r.section(data, "password_reset")
+    reset = ResetConfig(**{key.name: r.value(section, key.path) for key in KEYS.values()
+                           if key.parent == "password_reset"})
+    for path in reset.paths:
+        if not re.fullmatch(r"(/[A-Za-z0-9_.~-]+)+/?", path):
+            r.problem("password_reset.paths", f"{path!r} must be a plain path such as /password/reset")
+    if reset.paths and not reset.app_url:
+        r.problem("password_reset.app_url", "is required with password_reset.paths (where "
+                  "the sidecar forwards the reset page once the code was entered)")
+    return reset

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +26,6 @@ from sidecar.config.model import (
     NotifyConfig,
     PostgresConfig,
     RememberConfig,
-    ResetConfig,
     ServerConfig,
     SQLiteConfig,
     StorageConfig,
@@ -43,7 +41,13 @@ from sidecar.config.schema import (
     MIN_KEY_LENGTH,
     SOURCE_LANGUAGE,
 )
-from sidecar.config.sections import every_address, read_branding, read_primary, read_rules
+from sidecar.config.sections import (
+    every_address,
+    read_branding,
+    read_primary,
+    read_reset,
+    read_rules,
+)
 from sidecar.core.policy import Level
 from sidecar.errors import ConfigError, Problem
 
@@ -62,17 +66,6 @@ def _simple(r: Reader, data: dict[str, Any], path: str, kind: type[Any]) -> Any:
     section = r.section(data, path)
     return kind(**{key.name: r.value(section, key.path) for key in KEYS.values()
                    if key.parent == path})
-
-
-def _reset(r: Reader, data: dict[str, Any]) -> ResetConfig:
-    reset: ResetConfig = _simple(r, data, "password_reset", ResetConfig)
-    for path in reset.paths:
-        if not re.fullmatch(r"(/[A-Za-z0-9_.~-]+)+/?", path):
-            r.problem("password_reset.paths", f"{path!r} must be a plain path such as /password/reset")
-    if reset.paths and not reset.app_url:
-        r.problem("password_reset.app_url", "is required with password_reset.paths (where "
-                  "the sidecar forwards the reset page once the code was entered)")
-    return reset
 
 
 def _keys(r: Reader, data: dict[str, Any], path: str) -> tuple[str, ...]:
@@ -223,7 +216,7 @@ def parse_config(data: Any, environ: dict[str, str] | None = None,
         api=_simple(r, data, "api", ApiConfig),
         notify=_notify(r, data),
         remember_device=_simple(r, data, "remember_device", RememberConfig),
-        password_reset=_reset(r, data),
+        password_reset=read_reset(r, data),
         prefix=r.value(data, "prefix"),
         allowed_redirect_hosts=r.value(r.section(data, "redirects"), "redirects.allowed_hosts"),
         default_level=Level(r.value(data, "default_level")),

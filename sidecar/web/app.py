@@ -46,9 +46,9 @@ class Site:
         self.forward_auth = ForwardAuth(parts, cookies)
         pages = Pages(parts, cookies)
         self.pages = pages
-        # The reset gate forwards to the top-level app's password_reset.app_url: its app only.
-        self.reset = (ResetGate(pages, reset_client) if parts.config.password_reset.paths
-                      and top is not None else None)
+        # Each app's own gate (password_reset is never inherited), forwarding to its app_url.
+        self.reset = (ResetGate(pages, reset_client if top is not None else None)
+                      if parts.config.password_reset.paths else None)
         probes = ([Route("/healthz", top.healthz), Route("/readyz", top.readyz),
                    Route("/metrics", top.metrics)] if top is not None else [])
         self.starlette = Starlette(

@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from sidecar.accounts import Check
 from sidecar.config import ResetConfig
-from sidecar.core.apps import in_namespace
+from sidecar.core.apps import DEFAULT_APP, in_namespace
 from sidecar.core.forwarded import page_origin
 from sidecar.core.request import RESET_GRANT_COOKIE as GRANT_COOKIE
 from sidecar.core.request import RESET_NONCE_COOKIE as NONCE_COOKIE
@@ -93,8 +93,11 @@ class ResetGate:
         self.cookies = pages.cookies
         self.settings: ResetConfig = self.parts.config.password_reset
         keys = self.parts.config.signing_keys
-        self.grants = Signer(keys, RESET_GRANT, max_length=1024)
-        self.csrf = Signer(keys, RESET_CSRF)
+        # A grant or form of one app is worth nothing at another's gate (the same account
+        # may be another person there); the top-level app keeps the plain names.
+        app = "" if self.parts.app == DEFAULT_APP else f":{self.parts.app}"
+        self.grants = Signer(keys, RESET_GRANT + app, max_length=1024)
+        self.csrf = Signer(keys, RESET_CSRF + app)
         self.client = client or httpx.AsyncClient(timeout=10, follow_redirects=False)
 
     def routes(self) -> list[Route]:

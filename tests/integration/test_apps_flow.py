@@ -264,3 +264,60 @@ def test_notices_name_the_user_as_the_app_does_and_its_issuer(tmp_path: Path) ->
         notice, "B Corp")
     parts = build_parts(config)
     assert parts.notifier.issuers == {"default": "Test App", "b": "B Corp", "d": "Test App"}
+
+
+RESET = {"paths": ["/password/reset"], "account_field": "email"}
+
+
+async def test_each_app_has_its_own_password_reset_gate(tmp_path: Path, clock: FakeClock) -> None:
+    """``password_reset`` per app, never inherited; a grant of one app's gate is nothing at
+    another's (the same account may be another person there)."""
+    data = dict(config_dict(tmp_path, hosts=["a.test"], password_reset=RESET | {"app_url": "http://a.test"},
+                         apps=[{"name": "b", "hosts": ["b.test"], "password_reset":
+                                RESET | {"app_url": "http://b.test"}},
+                               {"name": "c", "hosts": ["c.test"]}]))
+    config = parse_config(data, environ={})
+    assert config.app("b").config.password_reset.app_url == "http://b.test"
+    assert config.app("c").config.password_reset.paths == ()  # not the top level's
+    async with running_apps_plain(config, clock) as env:
+        on_a, on_b, on_c = Browser(env, host="a.test"), Browser(env, host="b.test"), Browser(
+            env, host="c.test")
+        page = await on_a.get("/_2fa/reset?rd=/password/reset")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and csrf
+        passed = await on_a.post("/_2fa/reset", {"csrf": csrf.group(1), "account": "bob@example.com",
+                                                 "rd": "/password/reset"})
+        assert passed.status_code == 303 and "totp_sidecar_reset_grant" in on_a.cookies
+        # b's gate: its own page; a's grant and a's form token are refused there
+        assert (await on_b.get("/_2fa/reset?rd=/password/reset")).status_code == 200
+        on_b.cookies["totp_sidecar_reset_grant"] = on_a.cookies["totp_sidecar_reset_grant"]
+        forwarded = await on_b.get("/password/reset")
+        assert forwarded.status_code == 303 and forwarded.headers["location"].startswith("/_2fa/reset")
+        refused = await on_b.post("/_2fa/reset", {"csrf": csrf.group(1), "account": "bob@example.com",
+                                                  "rd": "/password/reset"})
+        assert refused.status_code in (400, 403) and "totp_sidecar_reset_grant" not in {
+            c.split("=")[0] for c in refused.headers.get_list("set-cookie")}
+        # c gives no password_reset: no gate there
+        assert (await on_c.get("/password/reset")).status_code == 404
+        assert (await on_c.get("/_2fa/reset")).status_code == 404
+
+
+@contextlib.asynccontextmanager
+async def running_apps_plain(config: Config, clock: FakeClock) -> AsyncIterator[Env]:
+    """The sidecar with every app asking the first demo app who is logged in."""
+    demo = create_demo_app()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=demo), base_url="http://app.test")
+    resolvers = {app.name: IntrospectResolver(app.config, client=client)
+                 for app in config.every_app}
+    sidecar = create_app(config, resolvers=resolvers, clock=clock, reset_client=client)
+    await sidecar.parts.open()
+    front = httpx.AsyncClient(transport=httpx.ASGITransport(app=sidecar), base_url="http://a.test")
+    try:
+        yield Env(sidecar, front, client, clock, config, demo.state.demo)
+    finally:
+        await front.aclose()
+        await sidecar.parts.aclose()
+        for site in sidecar.sites.values():
+            if site.reset is not None and site.reset.client is not client:
+                await site.reset.aclose()
+        await client.aclose()

@@ -91,7 +91,8 @@ def test_names_and_hosts(tmp_path: Path) -> None:
 
 def test_an_app_may_set_only_what_the_schema_says(tmp_path: Path) -> None:
     assert names_under("apps[]") == {"name", "hosts", "users_namespace", "primary", "totp",
-                                     "branding", "rules", "default_level", "redirects"}
+                                     "branding", "rules", "default_level", "redirects",
+                                     "password_reset"}
     assert names_under("apps[].totp") == {"issuer"}
     assert names_under("apps[].primary.introspect") == names_under("primary.introspect")
     for setting in APP_SETTINGS:
@@ -100,3 +101,18 @@ def test_an_app_may_set_only_what_the_schema_says(tmp_path: Path) -> None:
     lines = problems(with_apps(tmp_path, wiki(storage={}, secrets={}, cookie={})))
     assert {line.split(":")[0] for line in lines} == {"apps[0].storage", "apps[0].secrets",
                                                       "apps[0].cookie"}
+
+
+def test_an_app_has_its_own_password_reset_gate_or_none(tmp_path: Path) -> None:
+    reset = {"paths": ["/password/reset"], "app_url": "http://127.0.0.1:8000"}
+    config = parse_config(with_apps(tmp_path, wiki(password_reset={**reset,
+                                                                   "app_url": "http://127.0.0.1:8100"}),
+                                    {**wiki(), "name": "blog", "hosts": ["blog.example.com"]},
+                                    password_reset=reset), {})
+    top, wiki_app, blog = config.every_app
+    assert top.config.password_reset.app_url == "http://127.0.0.1:8000"
+    assert wiki_app.config.password_reset.app_url == "http://127.0.0.1:8100"
+    assert blog.config.password_reset.paths == ()  # never the top level's (its app's page)
+    text = "\n".join(problems(with_apps(tmp_path, wiki(password_reset={"paths": ["/reset?x"]}))))
+    assert "apps[0].password_reset.paths: '/reset?x' must be a plain path" in text
+    assert "apps[0].password_reset.app_url: is required with password_reset.paths" in text
