@@ -15,8 +15,10 @@ Neither follows a redirect nor keeps a cookie: one user's cookies never reach an
 
 from __future__ import annotations
 
+import re
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,6 +27,7 @@ from sidecar.errors import Ambiguous
 
 USER_AGENT = f"totp-sidecar/{__version__}"
 CONNECTIONS = 100  # at most this many calls in flight; more wait for a connection
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # aiohttp refuses them (a bare ValueError)
 
 
 class FetchError(Exception):
@@ -64,11 +67,19 @@ class AiohttpFetch:
             except UnicodeDecodeError:
                 raise Ambiguous(f"header {name.decode('ascii', 'replace')} holds bytes that are "
                                 "not UTF-8: they cannot be passed on to the app unchanged") from None
+            if _CONTROL.search(sent[name.decode("ascii")]):
+                raise Ambiguous(f"header {name.decode('ascii', 'replace')} holds control "
+                                "characters: they cannot be passed on to the app unchanged")
+        # aiohttp would send user information of the URL as its own Authorization (instead of
+        # none, or refuse alongside the request's): never a credential the app did not get
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise FetchError("the URL holds user information")
         session = self._session or self._open()
         try:
             async with session.get(url, headers=sent, allow_redirects=False) as response:
                 return response.status, await response.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise FetchError(type(exc).__name__) from None
 
     async def aclose(self) -> None:

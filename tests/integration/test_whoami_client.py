@@ -123,3 +123,35 @@ async def test_unreachable_and_not_json_are_errors(tmp_path: Path, app: tuple[Ap
             await ask.resolve_credential(Credential("sid=1", ""))
     finally:
         await ask.aclose()
+
+
+@pytest.mark.parametrize("cred", [Credential("sid=a\x01b", ""), Credential("", "Bearer a\x7fb"),
+                                  Credential("sid=a\x00b", "")])
+async def test_a_control_character_is_refused_not_a_crash(
+        tmp_path: Path, app: tuple[App, int], cred: Credential) -> None:
+    """aiohttp raises a bare ValueError on control bytes in a header: that escaped as a 500."""
+    server, port = app
+    ask = resolver(tmp_path, port)
+    try:
+        with pytest.raises(Ambiguous, match="control"):
+            await ask.resolve_credential(cred)
+        assert server.requests == []
+    finally:
+        await ask.aclose()
+
+
+async def test_credentials_in_the_url_never_stand_in_for_the_request_s(
+        tmp_path: Path, app: tuple[App, int]) -> None:
+    """aiohttp turns user information in the URL into its own Authorization: a cookie-only
+    request would reach the app as the URL's account; with the request's own, a ValueError."""
+    server, port = app
+    config = make_config(tmp_path, primary={"resolver": "introspect", "introspect": {
+        "url": f"http://svc:secret@127.0.0.1:{port}/api/me", "cache_seconds": 0}})
+    ask = IntrospectResolver(config)
+    try:
+        for cred in (Credential("sid=junk", ""), Credential("sid=junk", "Basic YTpi")):
+            with pytest.raises(UpstreamUnavailable):
+                await ask.resolve_credential(cred)
+        assert server.requests == []
+    finally:
+        await ask.aclose()
