@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from sidecar.branding import accent_problem, logo_data_uri, logo_url_problem
 from sidecar.config.model import (
@@ -37,6 +38,9 @@ def read_primary(r: Reader, data: dict[str, Any], server: ServerConfig) -> Prima
     introspect = IntrospectConfig(**values)
     if resolver == "introspect" and not introspect.url:
         r.problem("primary.introspect.url", "is required when primary.resolver is introspect")
+    if "@" in urlsplit(introspect.url).netloc:
+        r.problem("primary.introspect.url", "must not hold user information (user:password@): "
+                  "the app must be sent the request's own credentials, never these")
     header = HeaderResolverConfig(*(r.value(h, f"primary.header.{name}")
                                     for name in ("user", "email", "name", "groups")))
     if resolver == "header" and (everyone := every_address(server.trusted_proxies)):

@@ -6,6 +6,7 @@ unreachable URL is an error, never "nobody is logged in"."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -146,7 +147,12 @@ async def test_credentials_in_the_url_never_stand_in_for_the_request_s(
     request would reach the app as the URL's account; with the request's own, a ValueError."""
     server, port = app
     config = make_config(tmp_path, primary={"resolver": "introspect", "introspect": {
-        "url": f"http://svc:secret@127.0.0.1:{port}/api/me", "cache_seconds": 0}})
+        "url": f"http://127.0.0.1:{port}/api/me", "cache_seconds": 0}})
+    introspect = dataclasses.replace(config.primary.introspect,
+                                     url=f"http://svc:secret@127.0.0.1:{port}/api/me")
+    # the configuration refuses such a URL too (test_sections): this is the second line
+    config = dataclasses.replace(config, primary=dataclasses.replace(config.primary,
+                                                                     introspect=introspect))
     ask = IntrospectResolver(config)
     try:
         for cred in (Credential("sid=junk", ""), Credential("sid=junk", "Basic YTpi")):

@@ -28,6 +28,15 @@ def test_reset_config_problems(tmp_path: Path) -> None:
     assert "password_reset.paths" in joined and "password_reset.app_url" in joined
 
 
+def test_the_who_am_i_url_holds_no_user_information(tmp_path: Path) -> None:
+    """Sent as Authorization by the HTTP client: the app would see this account, not the request's."""
+    with pytest.raises(ConfigError) as info:
+        make_config(tmp_path, primary={"resolver": "introspect", "introspect": {
+            "url": "http://svc:secret@127.0.0.1:8100/me"}})
+    assert any(p.key == "primary.introspect.url" and "user information" in p.message
+               for p in info.value.problems)
+
+
 def test_step_up_must_be_a_real_duration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         make_config(tmp_path, rules=[{"path": "/x", "level": "bypass", "step_up": "5m"},
