@@ -134,7 +134,8 @@ SCHEMA: tuple[Key | Section, ...] = (
     Section("primary.introspect", "the `introspect` resolver"),
     _k("primary.introspect.url", "", Url(),
        "the app's \"who am I\" URL, called with the request's cookies (or Authorization); "
-       "200 + JSON = logged in, 401/403 = anonymous (required for `introspect`)", required=True),
+       "200 + JSON = logged in, 401/403 = anonymous (required for `introspect`; no "
+       "`user:password@`: the app must see the request's credential only)", required=True),
     _k("primary.introspect.user_key", "user", Text(), "JSON key of the user id (dots reach nested keys)"),
     _k("primary.introspect.email_key", "email", Text(), "JSON key of the e-mail address (optional)"),
     _k("primary.introspect.name_key", "name", Text(), "JSON key of the display name (optional)"),
