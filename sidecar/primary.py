@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from sidecar.config import Config
+from sidecar.core.forwarded import CONTROL_CHARACTERS
 from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, UpstreamUnavailable
 from sidecar.fetch import AiohttpFetch, Fetch, FetchError, HttpxFetch
@@ -78,14 +78,11 @@ class Credential:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def _clean(value: Any) -> str:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         return ""
     text = str(value).strip()
-    if len(text) > MAX_USER_LENGTH or _CONTROL.search(text):
+    if len(text) > MAX_USER_LENGTH or CONTROL_CHARACTERS.search(text):
         return ""
     return text
 

@@ -21,7 +21,7 @@ MAX_HOST = 260  # 253 for the name, 6 for the port
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 _PORT = re.compile(r"[0-9]{1,5}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ def _from_url(url: str, method: str) -> Original:
     if len(url) > MAX_HEADER:
         raise BadForwardedRequest("X-Original-URL is too long")
     url = url.strip()
-    if _CONTROL.search(url):  # urlsplit would drop tabs and newlines
+    if CONTROL_CHARACTERS.search(url):  # urlsplit would drop tabs and newlines
         raise BadForwardedRequest("X-Original-URL holds control characters")
     try:
         parts = urlsplit(url)

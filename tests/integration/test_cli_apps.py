@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +16,13 @@ from sidecar.core import totp
 from sidecar.core.apps import storage_key
 from sidecar.wiring import make_storage
 from tests.integration.test_cli import run, write_config
-from tests.integration.test_cli_doctor import WhoAmI
+from tests.integration.test_cli_doctor import serving
 
 
 @pytest.fixture(scope="module")
 def whoami() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), WhoAmI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving() as url:
+        yield url
 
 
 def apps(url: str = "http://127.0.0.1:9/api/me") -> list[dict[str, Any]]:

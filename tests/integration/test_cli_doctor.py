@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -53,14 +54,23 @@ class WhoAmI(BaseHTTPRequestHandler):
             self.answer(404, b"{}")
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[str]:
+@contextlib.contextmanager
+def serving() -> Iterator[str]:
+    """The WhoAmI endpoints on a free port, in a thread: their base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), WhoAmI)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[str]:
+    with serving() as url:
+        yield url
 
 
 def doctor(tmp_path: Path, url: str, *args: str, **overrides: Any) -> tuple[int, str]:
