@@ -95,6 +95,26 @@ def sign_out(page: Page) -> None:
     page.wait_for_url(re.compile(r"/login$"))
 
 
+def go_back(page: Page) -> None:
+    """The browser's Back button, once the page has loaded.
+
+    Debian's Chromium may swap a page's renderer on a cross-document navigation; for that
+    instant, DevTools answers "Not attached to an active page" to the history call Playwright
+    makes. That is the harness, not the page, so Back is tried again (at most three times).
+    """
+    from playwright.sync_api import Error
+
+    for attempt in range(3):
+        page.wait_for_load_state("load")
+        try:
+            page.go_back(wait_until="load")
+            return
+        except Error as error:
+            if "Not attached to an active page" not in str(error) or attempt == 2:
+                raise
+            page.wait_for_timeout(200)
+
+
 def urlpath(page: Page) -> str:
     from urllib.parse import urlsplit
 

@@ -20,6 +20,7 @@ import pytest
 from tests.e2e.browser import (  # noqa: F401
     PHONE,
     chromium_fixture,
+    go_back,
     new_context,
     screenshot,
     sign_in,
@@ -144,10 +145,10 @@ def test_back_after_complete_and_two_columns_on_a_phone(chromium: Browser, stack
         box = complete.bounding_box()
         assert box and box["y"] < 2 * PHONE["height"], box  # within a thumb's scroll
         page.get_by_label("I have saved these codes").check()
-        complete.click()
+        with page.expect_navigation(wait_until="load"):  # settings fully loaded before Back
+            complete.click()
         assert urlpath(page) == "/_2fa/settings"
-        page.go_back()  # no "Confirm form resubmission", and the codes are not shown again
-        page.wait_for_load_state()
+        go_back(page)  # no "Confirm form resubmission", and the codes are not shown again
         assert urlpath(page) == "/_2fa/settings", page.url
         assert page.locator("#recovery-codes").count() == 0
         assert "Two-factor authentication" in page.content()
