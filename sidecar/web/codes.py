@@ -70,17 +70,17 @@ class CodesPage:
         return payload
 
     async def make(self, request: Request) -> Response:
-        """Settings' "Make new recovery codes" (a code or recovery code first)."""
+        """Settings' "Make new recovery codes" (a code, a recovery code or a security key first)."""
         pages = self.pages
         visit = await pages.visit(request)
         outcome = await pages.confirmed(visit)
         if isinstance(outcome, Response):
             return outcome
-        _fields, result = outcome
+        _fields, result, text = outcome
         if result.check is Check.OK:
             codes = await self.parts.accounts.new_recovery_codes(visit.user, visit.client)
             return self.hand_over(visit, codes, "", "codes")
-        return await pages.settings_error(visit, result, "codes")
+        return await pages.settings_error(visit, result, "codes", text)
 
     async def show(self, request: Request) -> Response:
         pages = self.pages

@@ -79,7 +79,8 @@ class KeyForms:
         return self.pages.go(f"{self.prefix}/settings" + ("?notice=key_renamed" if renamed else ""))
 
     async def remove(self, request: Request) -> Response:
-        """POST: remove a key; the last factor needs a code or recovery code, as turning off."""
+        """POST: remove a key; the last factor needs a recovery code or a key's answer, as
+        turning off does."""
         pages = self.pages
         visit = await pages.visit(request)
         fields = await self._fields(visit)
@@ -91,14 +92,9 @@ class KeyForms:
                 return await pages.settings_page(visit, 400, form_error="key-remove",
                                                  error_text=_("Tick the box to confirm, then try "
                                                               "again."))
-            result = await self.parts.accounts.check(visit.user, fields.get("code", ""),
-                                                     visit.client)
-            self.parts.metrics.checked(result.check.value)
+            result, text = await pages.confirm_check(visit, fields, recovery=True)
             if result.check is not Check.OK:
-                status = 429 if result.check is Check.LOCKED else 400
-                return await pages.settings_page(visit, status, form_error="key-remove",
-                                                 error_text=pages.check_message(result,
-                                                                                recovery=True))
+                return await pages.settings_error(visit, result, "key-remove", text)
             if not await self.passkeys.remove(visit.user, key, visit.client):
                 return pages.go(f"{self.prefix}/settings")
             return pages.go(f"{self.prefix}/settings?notice=disabled",

@@ -106,7 +106,14 @@ class KeyViews:
                     visit.user, visit.account, self.session(visit), self.rp(visit))
             except StorageUnavailable:
                 self.parts.metrics.storage_error()
+        confirm = ""
+        if keys and visit.verified:  # settings' confirmations may take a key's answer too
+            try:
+                confirm = await self.passkeys.authentication_options(
+                    visit.user, self.session(visit), self.rp(visit)) or ""
+            except StorageUnavailable:
+                self.parts.metrics.storage_error()
         return {"keys": [{"id": k.credential_id, "name": k.name, "added": local_time(k.created_at),
                           "used": local_time(k.last_used)} for k in keys],
-                "register_options": options,
+                "register_options": options, "confirm_options": confirm,
                 "last_key": user.secret is None and len(keys) == 1}

@@ -333,9 +333,10 @@ class Pages:
         return self.go(f"{self.prefix}/settings?notice=devices")
 
     async def confirmed(self, visit: Visit,
-                         ticked: str = "") -> tuple[dict[str, str], CheckResult] | Response:
-        """A POST from a verified session whose code checks out, or the response to give;
-        ``ticked``: the form (``disable``) whose confirmation box must be ticked first."""
+                        ticked: str = "") -> tuple[dict[str, str], CheckResult, str] | Response:
+        """A POST from a verified session and its confirmation's check (a code, a recovery
+        code or a security key), or the response to give; ``ticked``: the form (``disable``)
+        whose confirmation box must be ticked first."""
         if visit.identity is None:
             return self.signed_out(visit)
         fields = await self.form(visit)
@@ -347,26 +348,35 @@ class Pages:
         if ticked and fields.get("confirm") != "1":  # nothing compared, no code used
             return await self.settings_page(visit, 400, form_error=ticked,
                                             error_text=_("Tick the box to confirm, then try again."))
+        result, text = await self.confirm_check(visit, fields)
+        return fields, result, text
+
+    async def confirm_check(self, visit: Visit, fields: dict[str, str],
+                            recovery: bool = False) -> tuple[CheckResult, str]:
+        """A settings confirmation: a security key's answer (``assertion``), else the ``code``
+        (an authentication code or a recovery code); the result and its error text."""
+        if fields.get("assertion"):
+            return await self.keys.check(visit, fields["assertion"])
         result = await self.parts.accounts.check(visit.user, fields.get("code", ""), visit.client)
         self.parts.metrics.checked(result.check.value)
-        return fields, result
+        return result, self.check_message(result, recovery=recovery)
 
     async def disable(self, request: Request) -> Response:
         visit = await self.visit(request)
         outcome = await self.confirmed(visit, ticked="disable")
         if isinstance(outcome, Response):
             return outcome
-        _, result = outcome
+        _, result, text = outcome
         if result.check is Check.OK:
             await self.parts.accounts.disable(visit.user, client=visit.client)
             return self.go(f"{self.prefix}/settings?notice=disabled",
                            self.cookies.clear_pass(visit.scheme))
-        return await self.settings_error(visit, result, "disable")
+        return await self.settings_error(visit, result, "disable", text)
 
-    async def settings_error(self, visit: Visit, result: CheckResult, form: str) -> Response:
+    async def settings_error(self, visit: Visit, result: CheckResult, form: str,
+                             text: str) -> Response:
         status = 429 if result.check is Check.LOCKED else 400
-        return await self.settings_page(visit, status, form_error=form,
-                                        error_text=self.check_message(result))
+        return await self.settings_page(visit, status, form_error=form, error_text=text)
 
     async def logout(self, request: Request) -> Response:
         """GET: a one-button confirmation; POST (with CSRF): the 2FA cookie ends.

@@ -2,8 +2,9 @@
 // A form with data-webauthn="create" (settings: add a key) or "get" (the challenge) carries the
 // server's options (JSON, base64url fields) in data-options. On submit this script asks the
 // browser for a credential, puts its JSON answer into the form's hidden field and posts the
-// form as usual (with its CSRF token). Without JavaScript the other ways keep working; a browser
-// without WebAuthn (or a page that is not a secure context) is told so.
+// form as usual (with its CSRF token). A button with data-key-confirm does the same for a
+// settings form that otherwise takes a code. Without JavaScript the other ways keep working; a
+// browser without WebAuthn (or a page that is not a secure context) is told so.
 (function () {
   "use strict";
   function bytes(text) {
@@ -76,6 +77,31 @@
         form.submit();
       }, function () {
         if (error) { error.hidden = false; error.classList.add("error"); }
+      });
+    });
+  });
+  // Settings: a confirmation (turn off, new recovery codes, remove the last key) answered by a
+  // key instead of a code: the form's other checks (the "I understand" box) still apply.
+  Array.prototype.forEach.call(document.querySelectorAll("[data-key-confirm]"), function (button) {
+    var form = button.form, field = form.querySelector("[name=assertion]");
+    var error = form.querySelector("[data-key-error]");
+    var codes = form.querySelectorAll("[name=code]");
+    function need(code) { Array.prototype.forEach.call(codes, function (c) { c.required = code; }); }
+    if (!window.PublicKeyCredential || !navigator.credentials) { button.style.display = "none"; return; }
+    button.addEventListener("click", function () {
+      need(false);
+      var valid = form.reportValidity();
+      need(true);
+      if (!valid) return;
+      error.hidden = true;
+      var options = JSON.parse(button.getAttribute("data-options"));
+      navigator.credentials.get(requestOptions(options)).then(function (credential) {
+        field.value = answer(credential);
+        Array.prototype.forEach.call(codes, function (c) { c.value = ""; });
+        form.submit();
+      }, function () {
+        error.hidden = false;
+        error.classList.add("error");
       });
     });
   });

@@ -171,3 +171,44 @@ def test_a_first_key_turns_2fa_on_and_a_cancelled_ceremony_says_so(page: Page,
     alert.wait_for(state="visible", timeout=30_000)
     assert "did not answer" in alert.inner_text()
     assert urlpath(page) == "/_2fa/challenge"
+
+
+def test_settings_confirmations_take_the_key(page: Page, key_stack: Stack) -> None:
+    """A user with a key only: new recovery codes and turning 2FA off confirmed by the key
+    (the "I understand" box still checked by the browser first)."""
+    cdp, authenticator = virtual_authenticator(page)
+    sign_in(page, "carol")
+    page.goto("/_2fa/settings")
+    page.get_by_label("Name of the new key").fill("Phone passkey")
+    page.get_by_role("button", name="Add a security key").click()
+    page.wait_for_url(re.compile(r"/_2fa/recovery-codes$"))
+    first = page.locator("#recovery-codes code").all_inner_texts()
+    page.get_by_label("I have saved these codes").check()
+    page.get_by_role("button", name="Complete").click()
+    page.wait_for_url(re.compile(r"/_2fa/settings"))
+
+    def signatures() -> int:
+        (credential,) = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})[
+            "credentials"]
+        return int(credential["signCount"])
+
+    codes_form = page.locator("form[action='/_2fa/recovery-codes']")
+    assert codes_form.get_by_label("Recovery code").is_visible()  # no app: no "authentication code"
+    codes_form.get_by_role("button", name="Confirm with your security key").click()
+    page.wait_for_url(re.compile(r"/_2fa/recovery-codes$"))
+    second = page.locator("#recovery-codes code").all_inner_texts()
+    assert len(second) == 20 and not set(first) & set(second)
+    page.get_by_label("I have saved these codes").check()
+    page.get_by_role("button", name="Complete").click()
+    page.wait_for_url(re.compile(r"/_2fa/settings"))
+
+    off_form = page.locator("form[action='/_2fa/disable']")
+    used = signatures()
+    off_form.get_by_role("button", name="Confirm with your security key").click()
+    page.wait_for_timeout(300)  # the unticked box stops it before the key is asked
+    assert urlpath(page) == "/_2fa/settings" and signatures() == used
+    off_form.get_by_label("I understand").check()
+    off_form.get_by_role("button", name="Confirm with your security key").click()
+    page.wait_for_url(re.compile(r"/_2fa/settings\?notice=disabled$"))
+    assert "Off" in page.locator(".status").inner_text()
+    assert page.locator("ul.keys li").count() == 0
