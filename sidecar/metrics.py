@@ -1,6 +1,6 @@
-"""Prometheus metrics (prometheus_client), one registry per running sidecar.
+"""Prometheus metrics (prometheus_client), one registry per running sidecar, one view per app.
 
-Decisions by outcome, code checks and security-key checks by result, audit events
+Decisions by app and outcome, code checks and security-key checks by app and result, audit events
 (enrollments, lockouts, ...), a latency histogram of the forward-auth endpoints, the app's
 who-am-I calls (latency, errors by kind), storage errors, build info, the number of enrolled
 users (counted at most once a minute, when /metrics is read), the sizes and limits of the
@@ -28,97 +28,122 @@ WHOAMI_ERRORS = ("unreachable", "status", "not_json", "no_user", "bad_user")
 ENROLLED_REFRESH_SECONDS = 60.0
 
 
-class Metrics:
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+class _Collectors:
+    """The registry and its collectors, shared by every app's view (one /metrics)."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
         self.monotonic = monotonic
-        self._decisions = Counter("totp_sidecar_decisions", "Forward-auth decisions by outcome.",
-                                  ["outcome"], registry=self.registry)
-        self._checks = Counter("totp_sidecar_code_checks",
-                               "Codes checked on the pages and in X-OTP, by result.",
-                               ["result"], registry=self.registry)
-        self._key_checks = Counter("totp_sidecar_key_checks",
-                                   "Security key and passkey answers checked, by result: ok, "
-                                   "invalid, no_challenge, foreign, counter, duplicate, locked.",
-                                   ["result"], registry=self.registry)
-        self._events = Counter("totp_sidecar_events",
-                               "Audit events: enabled, disabled, locked, recovery_code_used, ...",
-                               ["event"], registry=self.registry)
-        self._latency = Histogram("totp_sidecar_auth_seconds",
-                                  "Time to answer a forward-auth request.",
-                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self._whoami = Histogram("totp_sidecar_whoami_seconds",
-                                 "Time the app's who-am-I URL took to answer (calls made, not "
-                                 "cache hits).", buckets=WHOAMI_BUCKETS, registry=self.registry)
-        self._whoami_errors = Counter("totp_sidecar_whoami_errors",
-                                      "Unusable who-am-I answers by kind: " + ", ".join(WHOAMI_ERRORS),
-                                      ["kind"], registry=self.registry)
-        for kind in WHOAMI_ERRORS:
-            self._whoami_errors.labels(kind)
-        self._storage_errors = Counter("totp_sidecar_storage_errors",
-                                       "Requests that failed because the database could not be "
-                                       "read or written.", registry=self.registry)
+        self.decisions = Counter("totp_sidecar_decisions",
+                                 "Forward-auth decisions by app and outcome.",
+                                 ["app", "outcome"], registry=registry)
+        self.checks = Counter("totp_sidecar_code_checks",
+                              "Codes checked on the pages and in X-OTP, by app and result.",
+                              ["app", "result"], registry=registry)
+        self.key_checks = Counter("totp_sidecar_key_checks",
+                                  "Security key and passkey answers checked, by app and result: "
+                                  "ok, invalid, no_challenge, foreign, counter, duplicate, locked.",
+                                  ["app", "result"], registry=registry)
+        self.events = Counter("totp_sidecar_events",
+                              "Audit events: enabled, disabled, locked, recovery_code_used, ...",
+                              ["event"], registry=registry)
+        self.latency = Histogram("totp_sidecar_auth_seconds",
+                                 "Time to answer a forward-auth request, by app.", ["app"],
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.whoami = Histogram("totp_sidecar_whoami_seconds",
+                                "Time an app's who-am-I URL took to answer (calls made, not "
+                                "cache hits).", ["app"], buckets=WHOAMI_BUCKETS,
+                                registry=registry)
+        self.whoami_errors = Counter("totp_sidecar_whoami_errors",
+                                     "Unusable who-am-I answers by app and kind: "
+                                     + ", ".join(WHOAMI_ERRORS), ["app", "kind"],
+                                     registry=registry)
+        self.storage_errors = Counter("totp_sidecar_storage_errors",
+                                      "Requests that failed because the database could not be "
+                                      "read or written.", registry=registry)
         build = Gauge("totp_sidecar_build_info", "Version of the sidecar and of Python (always 1).",
-                      ["version", "python"], registry=self.registry)
+                      ["version", "python"], registry=registry)
         build.labels(__version__, platform.python_version()).set(1)
-        self._enrolled = Gauge("totp_sidecar_enrolled_users", "Users with 2FA on (counted at "
-                               f"most every {ENROLLED_REFRESH_SECONDS:.0f} s).",
-                               registry=self.registry)
-        self._enrolled_at = -ENROLLED_REFRESH_SECONDS
-        self._cache_entries = Gauge("totp_sidecar_cache_entries", "Entries in an in-memory cache "
-                                    "(user_states, contacts, answers).", ["cache"],
-                                    registry=self.registry)
-        self._cache_limit = Gauge("totp_sidecar_cache_limit", "The most entries a cache keeps.",
-                                  ["cache"], registry=self.registry)
-        self._feed_ok = Gauge("totp_sidecar_feed_healthy", "1 while the change feed was read "
-                              "recently enough to serve user states from memory, else 0.",
-                              registry=self.registry)
-        self._feed_drops = Gauge("totp_sidecar_state_drops", "Times every user state was dropped "
-                                 "because changes may have been missed (since start).",
-                                 registry=self.registry)
+        self.enrolled = Gauge("totp_sidecar_enrolled_users", "Users with 2FA on (counted at "
+                              f"most every {ENROLLED_REFRESH_SECONDS:.0f} s).", registry=registry)
+        self.enrolled_at = -ENROLLED_REFRESH_SECONDS
+        self.cache_entries = Gauge("totp_sidecar_cache_entries", "Entries in an in-memory cache "
+                                   "(user_states, contacts, answers).", ["cache"],
+                                   registry=registry)
+        self.cache_limit = Gauge("totp_sidecar_cache_limit", "The most entries a cache keeps.",
+                                 ["cache"], registry=registry)
+        self.feed_ok = Gauge("totp_sidecar_feed_healthy", "1 while the change feed was read "
+                             "recently enough to serve user states from memory, else 0.",
+                             registry=registry)
+        self.feed_drops = Gauge("totp_sidecar_state_drops", "Times every user state was dropped "
+                                "because changes may have been missed (since start).",
+                                registry=registry)
+
+
+class Metrics:
+    """One app's view of the sidecar's metrics: what it counts carries ``app="<name>"``
+    (decisions, code and key checks, forward-auth latency, who-am-I calls); the rest (audit
+    events, storage, caches, build info, enrolled users) is the sidecar's as a whole."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, app: str = "default",
+                 shared: _Collectors | None = None) -> None:
+        self._all = shared or _Collectors(monotonic)
+        self.registry = self._all.registry
+        self.app = app
+        self._latency = self._all.latency.labels(app)
+        self._whoami = self._all.whoami.labels(app)
+        for kind in WHOAMI_ERRORS:
+            self._all.whoami_errors.labels(app, kind)
         self._decision_children: dict[str, Counter] = {}
+
+    def for_app(self, app: str) -> Metrics:
+        """The view of ``app`` (same registry, same /metrics)."""
+        return Metrics(app=app, shared=self._all)
 
     def decided(self, outcome: str, started: float) -> None:
         child = self._decision_children.get(outcome)
         if child is None:
-            child = self._decision_children[outcome] = self._decisions.labels(outcome)
+            child = self._decision_children[outcome] = self._all.decisions.labels(self.app,
+                                                                                  outcome)
         child.inc()
         self._latency.observe(time.perf_counter() - started)
 
     def checked(self, result: str) -> None:
-        self._checks.labels(result).inc()
+        self._all.checks.labels(self.app, result).inc()
 
     def key_checked(self, result: str) -> None:
-        self._key_checks.labels(result).inc()
+        self._all.key_checks.labels(self.app, result).inc()
 
     def event(self, name: str) -> None:
-        self._events.labels(name).inc()
+        self._all.events.labels(name).inc()
 
     def whoami(self, outcome: str, seconds: float) -> None:
         """One call to the who-am-I URL: its time, and its kind when the answer was unusable."""
         self._whoami.observe(seconds)
         if outcome in WHOAMI_ERRORS:
-            self._whoami_errors.labels(outcome).inc()
+            self._all.whoami_errors.labels(self.app, outcome).inc()
 
     def storage_error(self) -> None:
-        self._storage_errors.inc()
+        self._all.storage_errors.inc()
 
     async def refresh_enrolled(self, count: Callable[[], Awaitable[int]]) -> None:
         """Recount enrolled users when the last count is older than a minute (a failed count
         keeps the old value)."""
-        now = self.monotonic()
-        if now - self._enrolled_at < ENROLLED_REFRESH_SECONDS:
+        shared = self._all
+        now = shared.monotonic()
+        if now - shared.enrolled_at < ENROLLED_REFRESH_SECONDS:
             return
-        self._enrolled_at = now
-        self._enrolled.set(await count())
+        shared.enrolled_at = now
+        shared.enrolled.set(await count())
 
     def caches(self, sizes: dict[str, tuple[int, int]], feed_ok: bool, drops: int) -> None:
         """The caches' (entries, limit) by name, and the change feed's health."""
         for name, (entries, limit) in sizes.items():
-            self._cache_entries.labels(name).set(entries)
-            self._cache_limit.labels(name).set(limit)
-        self._feed_ok.set(1 if feed_ok else 0)
-        self._feed_drops.set(drops)
+            self._all.cache_entries.labels(name).set(entries)
+            self._all.cache_limit.labels(name).set(limit)
+        self._all.feed_ok.set(1 if feed_ok else 0)
+        self._all.feed_drops.set(drops)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

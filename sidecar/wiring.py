@@ -248,10 +248,11 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
     def app_parts(app: AppConfig) -> Parts:
         settings = app.config
         passes = Passes(settings.cookie, settings.signing_keys, settings.hash_key, clock)
-        app_resolver = given.get(app.name) or make_resolver(settings, metrics)
+        app_metrics = metrics.for_app(app.name)
+        app_resolver = given.get(app.name) or make_resolver(settings, app_metrics)
         decision = Decision(settings, app_resolver, accounts, passes, devices, clock,
                             make_policy(settings), namespace=app.users_namespace)
-        return Parts(settings, clock, storage, app_resolver, metrics, notifier, accounts, passes,
+        return Parts(settings, clock, storage, app_resolver, app_metrics, notifier, accounts, passes,
                      devices, make_door(settings), decision, passkeys, app.name, app.users_namespace,
                      apps)
 

@@ -86,6 +86,6 @@ def test_metrics_are_prometheus_text(tmp_path: Path) -> None:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
         stop(proc)
-    assert 'totp_sidecar_decisions_total{outcome="allow"} 3.0' in text
+    assert 'totp_sidecar_decisions_total{app="default",outcome="allow"} 3.0' in text
     assert "totp_sidecar_auth_seconds_bucket" in text
     assert "# TYPE totp_sidecar_code_checks_total counter" in text

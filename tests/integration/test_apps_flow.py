@@ -121,6 +121,26 @@ async def test_each_app_has_its_own_rules(apps: tuple[Env, Any]) -> None:
     assert (await a.auth("/reports")).status_code == 200  # the top level has no such rule
 
 
+async def test_metrics_count_each_apps_decisions_apart(apps: tuple[Env, Any]) -> None:
+    env, other = apps
+    b = await login_b(env, other)
+    assert (await b.auth("/reports")).status_code == 401
+    a = await on("a.test", env)
+    assert (await a.auth("/reports")).status_code == 200
+    assert (await a.auth("/")).status_code == 200
+    registry = env.sidecar.parts.metrics.registry
+
+    def decided(app: str, outcome: str) -> float:
+        return registry.get_sample_value("totp_sidecar_decisions_total",
+                                         {"app": app, "outcome": outcome}) or 0.0
+
+    assert decided("b", "enroll") == 1 and decided("b", "allow") == 0
+    assert decided("default", "allow") == 2 and decided("default", "enroll") == 0
+    text = (await env.client.get("/metrics")).text  # one /metrics for every app
+    assert 'totp_sidecar_auth_seconds_count{app="b"} 1.0' in text
+    assert 'totp_sidecar_whoami_errors_total{app="d",kind="status"} 0.0' in text
+
+
 async def test_apps_that_do_not_share_a_namespace_do_not_share_users(apps: tuple[Env, Any]) -> None:
     env, other = apps
     a = await on("a.test", env)

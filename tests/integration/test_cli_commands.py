@@ -164,7 +164,7 @@ def test_serve_logs_json_only_with_a_start_line_and_serves_metrics(tmp_path: Pat
             serve.communicate()
     for name in ("totp_sidecar_build_info{", "totp_sidecar_enrolled_users 0.0",
                  "totp_sidecar_whoami_seconds_bucket", "totp_sidecar_storage_errors_total",
-                 'totp_sidecar_whoami_errors_total{kind="not_json"}'):
+                 'totp_sidecar_whoami_errors_total{app="default",kind="not_json"}'):
         assert name in metrics
     lines = [json.loads(line) for line in errors.splitlines()]  # every line is JSON
     (start,) = [line for line in lines if line.get("event") == "starting"]

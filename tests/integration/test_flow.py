@@ -409,7 +409,7 @@ async def test_probes(env: Env) -> None:
     assert (await env.client.get("/readyz")).status_code == 200
     await env.browser().auth()
     metrics = await env.client.get("/metrics")
-    assert 'totp_sidecar_decisions_total{outcome="allow"}' in metrics.text
+    assert 'totp_sidecar_decisions_total{app="default",outcome="allow"}' in metrics.text
 
 
 async def test_metrics_show_the_caches_and_the_feed(tmp_path: Path, clock: FakeClock) -> None:

@@ -57,7 +57,7 @@ async def test_new_recovery_codes_with_the_key_when_none_are_left(env: Env) -> N
     events = [e.event for e in await storage.events("alice")]
     assert "key_used" in events and "codes_regenerated" in events
     metrics = env.sidecar.parts.metrics.render().decode()
-    assert 'totp_sidecar_key_checks_total{result="ok"} 2.0' in metrics  # challenge + codes
+    assert 'totp_sidecar_key_checks_total{app="default",result="ok"} 2.0' in metrics  # challenge + codes
 
 
 async def test_turning_2fa_off_with_the_key(env: Env) -> None:
@@ -104,8 +104,8 @@ async def test_a_refused_key_answer_changes_nothing_and_counts_as_a_failure(env:
                                                    "assertion": stranger.assert_(options, ORIGIN)})
     assert refused.status_code == 400 and (await storage.get_user("alice")).enrolled
     metrics = env.sidecar.parts.metrics.render().decode()
-    assert 'totp_sidecar_key_checks_total{result="invalid"} 1.0' in metrics
-    assert 'totp_sidecar_key_checks_total{result="foreign"} 1.0' in metrics
+    assert 'totp_sidecar_key_checks_total{app="default",result="invalid"} 1.0' in metrics
+    assert 'totp_sidecar_key_checks_total{app="default",result="foreign"} 1.0' in metrics
 
 
 async def test_a_challenge_answer_is_not_accepted_again_in_settings(env: Env) -> None:

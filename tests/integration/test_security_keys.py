@@ -78,7 +78,7 @@ async def test_a_first_key_turns_2fa_on_and_passes_the_challenge(env: Env) -> No
     assert "key_used" in events
     assert "key_added" in events and "enabled" in events
     metrics = env.sidecar.parts.metrics.render().decode()
-    assert 'totp_sidecar_key_checks_total{result="ok"} 1.0' in metrics
+    assert 'totp_sidecar_key_checks_total{app="default",result="ok"} 1.0' in metrics
 
 
 async def test_registration_options_ask_for_no_attestation_and_allow_passkeys(env: Env) -> None:
@@ -174,7 +174,7 @@ async def test_a_key_of_another_user_is_refused(env: Env) -> None:
     refused = await answer(alice, csrf, bobs.assert_(options, ORIGIN))
     assert refused.status_code == 400 and not await passes(alice)
     metrics = env.sidecar.parts.metrics.render().decode()
-    assert 'totp_sidecar_key_checks_total{result="foreign"} 1.0' in metrics
+    assert 'totp_sidecar_key_checks_total{app="default",result="foreign"} 1.0' in metrics
     assert (await env.sidecar.parts.storage.credentials("bob"))[0].sign_count == 0
 
 

@@ -55,11 +55,11 @@ async def test_whoami_calls_are_timed_and_errors_counted_by_kind(
     for path, kind in kinds.items():
         with caplog.at_level(logging.ERROR, "sidecar.primary"), pytest.raises(UpstreamUnavailable):
             await resolver_at(tmp_path, path, metrics).resolve_credential(cred)
-        assert sample(metrics, "totp_sidecar_whoami_errors_total", kind=kind) == 1
+        assert sample(metrics, "totp_sidecar_whoami_errors_total", app="default", kind=kind) == 1
         # the serve log names the URL and the status
         assert f"http://app.test{path}" in caplog.records[-1].getMessage()
     assert "(status 500)" in caplog.text and "(status 200)" in caplog.text
-    assert sample(metrics, "totp_sidecar_whoami_seconds_count") == 7
+    assert sample(metrics, "totp_sidecar_whoami_seconds_count", app="default") == 7
 
 
 @pytest.mark.anyio
