@@ -286,14 +286,19 @@ class Passkeys:
         user = await self.storage.get_user(user_id)
         return user.secret is None and len(await self.storage.credentials(user_id)) <= 1
 
-    async def remove(self, user_id: str, credential_id: str, client: str) -> bool:
-        """Remove a key of the user; the last factor turns 2FA off (``Accounts.disable``)."""
+    async def remove(self, user_id: str, credential_id: str, client: str,
+                     confirmed: bool = False) -> bool:
+        """Remove a key of the user. Only a ``confirmed`` removal (a recovery code or a key's
+        answer checked first) may take the last factor, and that turns 2FA off
+        (``Accounts.disable``); an unconfirmed one removes the key only while another factor
+        remains, checked by storage in the delete itself."""
         key = await self.storage.credential(credential_id)
         if key is None or key.user_id != user_id:
             return False
-        if await self.is_last_factor(user_id):
+        if confirmed and await self.is_last_factor(user_id):
             await self.accounts.disable(user_id, client=client)
-        elif not await self.storage.remove_credential(user_id, credential_id):
+        elif not await self.storage.remove_credential(user_id, credential_id,
+                                                      keep_a_factor=not confirmed):
             return False
         await self.accounts.audit("key_removed", user_id, client, key=key.name)
         return True

@@ -325,9 +325,14 @@ class MemoryStorage:
         self.credentials_[credential_id] = replace(found, name=name)
         return True
 
-    async def remove_credential(self, user_id: str, credential_id: str) -> bool:
+    async def remove_credential(self, user_id: str, credential_id: str,
+                                keep_a_factor: bool = False) -> bool:
         found = self.credentials_.get(credential_id)
         if found is None or found.user_id != user_id:
+            return False
+        if keep_a_factor and (await self.get_user(user_id)).secret is None and not any(
+                c.user_id == user_id and c.credential_id != credential_id
+                for c in self.credentials_.values()):
             return False
         del self.credentials_[credential_id]
         return True

@@ -138,8 +138,21 @@ class CredentialsSQL(abc.ABC):
             (name, credential_id, user_id))])
         return bool(result.rowcount == 1)
 
-    async def remove_credential(self, user_id: str, credential_id: str) -> bool:
-        (result,) = await self._run([(
-            "DELETE FROM webauthn_credentials WHERE credential_id = ? AND user_id = ?",
-            (credential_id, user_id))])
-        return bool(result.rowcount == 1)
+    async def remove_credential(self, user_id: str, credential_id: str,
+                                keep_a_factor: bool = False) -> bool:
+        """Remove a key of the user; with ``keep_a_factor``, only while another key or the
+        app remains, decided in the delete's own write transaction (two removals sent at once
+        cannot both see "another key remains" and leave none)."""
+        if not keep_a_factor:
+            (result,) = await self._run([(
+                "DELETE FROM webauthn_credentials WHERE credential_id = ? AND user_id = ?",
+                (credential_id, user_id))])
+            return bool(result.rowcount == 1)
+        results = await self._run([
+            ("DELETE FROM webauthn_credentials WHERE credential_id = ? AND user_id = ? AND ("
+             "EXISTS (SELECT 1 FROM users WHERE user_id = ? AND secret IS NOT NULL) OR EXISTS ("
+             "SELECT 1 FROM webauthn_credentials WHERE user_id = ? AND credential_id <> ?))",
+             (credential_id, user_id, user_id, user_id, credential_id)),
+            *self._changed(user_id, "key_removed"),  # several statements: the write lock
+        ], guard=True)
+        return bool(results)

@@ -95,9 +95,9 @@ class KeyForms:
             result, text = await pages.confirm_check(visit, fields, recovery=True)
             if result.check is not Check.OK:
                 return await pages.settings_error(visit, result, "key-remove", text)
-            if not await self.passkeys.remove(visit.user, key, visit.client):
+            if not await self.passkeys.remove(visit.user, key, visit.client, confirmed=True):
                 return pages.go(f"{self.prefix}/settings")
             return pages.go(f"{self.prefix}/settings?notice=disabled",
                             pages.cookies.clear_pass(visit.scheme))
-        removed = await self.passkeys.remove(visit.user, key, visit.client)
+        removed = await self.passkeys.remove(visit.user, key, visit.client)  # never the last
         return pages.go(f"{self.prefix}/settings" + ("?notice=key_removed" if removed else ""))

@@ -68,6 +68,28 @@ async def test_concurrent_uses_of_a_challenge_let_one_through(backend: Backend,
     assert sum(won) == 1
 
 
+async def test_unconfirmed_removals_sent_at_once_leave_a_factor(backend: Backend,
+                                                                 storage: SQLStorage) -> None:
+    """Two instances each remove one of alice's two keys at once, neither confirmed: one
+    wins, one key stays; a confirmed removal may take the last."""
+    other = await backend.open()
+    for n in range(3):
+        ids = [f"k{n}-a", f"k{n}-b"]
+        user = f"user{n}"
+        await storage.add_credential(key(ids[0], user), ["h"], NOW)
+        await storage.add_credential(key(ids[1], user), [], NOW, expect=1)
+        won = await asyncio.gather(storage.remove_credential(user, ids[0], keep_a_factor=True),
+                                   other.remove_credential(user, ids[1], keep_a_factor=True))
+        assert sorted(won) == [False, True]
+        (kept,) = await storage.credentials(user)
+        assert not await storage.remove_credential(user, kept.credential_id, keep_a_factor=True)
+        assert await storage.remove_credential(user, kept.credential_id)  # confirmed
+    await storage.put_pending("carol", "s", "SECRET", NOW + 600, NOW)  # the app, then a key
+    assert await storage.complete_enrollment("carol", "s", "SECRET", 5, ["h"], NOW) == 1
+    await storage.add_credential(key("k-carol", "carol"), [], NOW, expect=1)
+    assert await storage.remove_credential("carol", "k-carol", keep_a_factor=True)
+
+
 async def test_a_session_keeps_its_newest_challenges_only(storage: SQLStorage) -> None:
     for i in range(25):
         await storage.add_challenge(f"c{i}", "alice", "s1", "signin", NOW + 300 + i, NOW)
