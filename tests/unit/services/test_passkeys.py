@@ -66,7 +66,9 @@ async def test_register_and_authenticate_over_the_memory_storage(tmp_path: Path)
     assert (await keys.authenticate("alice", "s1", answer, rp, "c")).check is KeyCheck.OK
     assert (await keys.authenticate("alice", "s1", answer, rp, "c")).check is KeyCheck.NO_CHALLENGE
     assert await keys.authentication_options("bob", "s1", rp) is None
-    assert await keys.remove("alice", b64(soft.credential_id), "c")
+    assert not await keys.remove("alice", b64(soft.credential_id), "c")  # unconfirmed: kept
+    assert (await storage.get_user("alice")).enrolled and await storage.credentials("alice")
+    assert await keys.remove("alice", b64(soft.credential_id), "c", confirmed=True)
     assert not (await storage.get_user("alice")).enrolled  # the last factor: 2FA off
     assert [e.event for e in storage.events_][-2:] == ["disabled", "key_removed"]
 
