@@ -16,6 +16,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ import yaml
 
 from tests.e2e.stacks import (
     NGINX,
+    NGINX_DEPLOY,
     ROOT,
     Launch,
     RealApp,
@@ -310,3 +313,24 @@ def test_readme_sidecar_down_page(nginx: str, tmp_path: Path) -> None:
             assert r.headers["retry-after"] == "30"
             assert "no-store" in r.headers["cache-control"]
         assert httpx.get(f"{stack.base}/healthz", timeout=10.0).status_code == 200
+
+
+# -- README "Proxies": the nginx server block, with the files where deploy/nginx installs them --
+def test_readme_nginx_block_is_a_valid_config(nginx: str, tmp_path: Path) -> None:
+    """The README's nginx example passes ``nginx -t`` in the Debian layout deploy/nginx/README
+    installs (http-level files in conf.d/, the snippets in snippets/): nothing it needs, such
+    as the ``$totp_host`` map, is left out."""
+    readme = ROOT / "README.md"
+    block = recipe_block(readme.name, "proxies-nginx.conf", readme)
+    (tmp_path / "conf.d").mkdir()
+    for name in ("totp-sidecar-http.conf", "totp-sidecar-upstreams.conf"):
+        shutil.copy(NGINX_DEPLOY / name, tmp_path / "conf.d" / name)
+    shutil.copytree(NGINX_DEPLOY / "snippets", tmp_path / "snippets")
+    server = block.replace("listen 443 ssl;", "listen 127.0.0.1:8443;")  # no certificate here
+    assert server != block
+    (tmp_path / "nginx.conf").write_text(
+        f"error_log {tmp_path}/error.log;\npid {tmp_path}/nginx.pid;\nevents {{}}\n"
+        f"http {{\n    include conf.d/*.conf;\n{server}}}\n")
+    result = subprocess.run([nginx, "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
