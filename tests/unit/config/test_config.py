@@ -13,6 +13,7 @@ from sidecar.config import (
     ENV_HASH_KEY,
     ENV_SIGNING_KEYS,
     LOOPBACK_PROXIES,
+    NOTICE_EVENTS,
     ServerConfig,
     config_warnings,
     load_config,
@@ -126,6 +127,8 @@ def test_example_config_is_valid() -> None:
     config = load_config(example, {ENV_SIGNING_KEYS: "x" * 40, ENV_HASH_KEY: "y" * 40,
                                    ENV_ENCRYPTION_KEYS: "z" * 40})
     assert config.rules
+    # The example says it shows every default: a copy of it loses no notice (key_added, ...).
+    assert config.notify.events == NOTICE_EVENTS
 
 
 def test_trusted_proxies_default_is_loopback_everywhere(tmp_path: Path) -> None:
