@@ -19,6 +19,7 @@ from sidecar.config import Config
 from sidecar.core import policy
 from sidecar.core.apps import DEFAULT_APP, storage_key
 from sidecar.core.clock import Clock
+from sidecar.core.logins import Logins, session_tokens
 from sidecar.core.policy import Level, Policy, Rule, Subject, Target
 from sidecar.core.request import SAFE_METHODS, Reading
 from sidecar.core.tokens import Pass
@@ -57,8 +58,10 @@ class Decision:
 
     def __init__(self, config: Config, resolver: Resolver, accounts: Accounts, passes: Passes,
                  devices: Devices | None, clock: Clock, policy: Policy | None = None,
-                 namespace: str = DEFAULT_APP) -> None:
+                 namespace: str = DEFAULT_APP, logins: Logins | None = None) -> None:
         self.config = config
+        #: unsafe requests by session, shared with the who-am-I and answer caches
+        self.logins = logins if logins is not None else getattr(resolver, "logins", Logins())
         self.namespace = namespace  # the app's users_namespace: whose 2FA states it reads
         self.resolver = resolver
         self.accounts = accounts
@@ -75,15 +78,16 @@ class Decision:
         with the ``Authorization`` alone: an app that prefers either must see the same user
         (and for an API request, its cookies must not name anyone else, e.g. a remember-me
         cookie missing from ``primary.session_cookies``). A request with an unsafe ``method``
-        drops the who-am-I answer cached for its credential first.
+        marks its session first (``Logins.mark``): no answer cached for it is used any more.
         """
         if reading.problem:
             raise Ambiguous(reading.problem)
         if method not in SAFE_METHODS:  # it may log someone else into this very session
-            self.resolver.invalidate(Credential(reading.cookies.header, reading.authorization))
+            self.logins.mark(session_tokens(reading.session_key, reading.authorization))
         resolved = await self.resolver.resolve(reading)
         if reading.authorization and reading.cookies.header and self.config.primary.resolver != "header":
-            alone = await self.resolver.resolve_credential(Credential("", reading.authorization))
+            alone = await self.resolver.resolve_credential(Credential(
+                "", reading.authorization, session_tokens("", reading.authorization)))
             if reading.kind == "session":
                 differs = alone.identity is not None and (
                     resolved.identity is None or alone.identity.user != resolved.identity.user)

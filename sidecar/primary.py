@@ -29,6 +29,7 @@ import httpx
 
 from sidecar.config import Config
 from sidecar.core.forwarded import CONTROL_CHARACTERS
+from sidecar.core.logins import Logins, Tokens, session_tokens
 from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, UpstreamUnavailable
 from sidecar.fetch import AiohttpFetch, Fetch, FetchError, HttpxFetch
@@ -68,6 +69,7 @@ class Credential:
 
     cookie_header: str
     authorization: str
+    tokens: Tokens = ()  # the session it is (``sidecar.core.logins``): what a login marks
 
     @property
     def present(self) -> bool:
@@ -128,8 +130,6 @@ class Resolver(Protocol):
 
     async def resolve_credential(self, cred: Credential) -> Resolved: ...
 
-    def invalidate(self, cred: Credential) -> None: ...
-
     async def aclose(self) -> None: ...
 
 
@@ -153,9 +153,6 @@ class HeaderResolver:
     async def resolve_credential(self, cred: Credential) -> Resolved:
         return Resolved(None)
 
-    def invalidate(self, cred: Credential) -> None:
-        return None
-
     async def aclose(self) -> None:
         return None
 
@@ -164,49 +161,47 @@ class IntrospectResolver:
     def __init__(self, config: Config, client: httpx.AsyncClient | None = None,
                  monotonic: Any = time.monotonic,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 observe: Callable[[str, float], None] | None = None) -> None:
+                 observe: Callable[[str, float], None] | None = None,
+                 logins: Logins | None = None) -> None:
         """``client`` or ``transport``: ask through httpx (in-process apps, ``doctor``);
-        otherwise through aiohttp (``sidecar.fetch``)."""
+        otherwise through aiohttp (``sidecar.fetch``). ``logins``: the sidecar's marks of
+        unsafe requests (one for every app; its own when not given)."""
         self.settings = config.primary.introspect
         timeout = self.settings.timeout_seconds
         self.fetch: Fetch = (HttpxFetch(timeout, client, transport) if client or transport
                              else AiohttpFetch(timeout))
         self.monotonic = monotonic
-        self._cache: OrderedDict[bytes, Resolved] = OrderedDict()
-        self._uncached: dict[bytes, float] = {}  # credential → until when no answer is kept
-        self._inflight: dict[bytes, asyncio.Future[Resolved]] = {}
+        self.logins = logins if logins is not None else Logins(monotonic)
+        #: credential → (answer, the mark it was asked from), in order of the answers' end
+        self._cache: OrderedDict[bytes, tuple[Resolved, int]] = OrderedDict()
+        self._inflight: dict[bytes, tuple[asyncio.Future[Resolved], int]] = {}
         self.calls = 0  # upstream calls made (observed by tests and metrics)
         self.where = _where(self.settings.url)
         #: told of every call: its outcome (user, anonymous, or an error kind) and its time
         self.observe = observe or (lambda outcome, seconds: None)
 
     async def resolve(self, reading: Reading) -> Resolved:
-        return await self.resolve_credential(Credential(reading.cookies.header, reading.authorization))
-
-    def invalidate(self, cred: Credential) -> None:
-        """Forget the answer for ``cred`` and keep none for ``cache_seconds``: the request may
-        change who the session belongs to (a login that keeps the app's session id)."""
-        key = cred.cache_key()
-        self._cache.pop(key, None)
-        if not self.settings.cache_seconds:
-            return
-        now = self.monotonic()
-        if len(self._uncached) >= CACHE_LIMIT:
-            self._uncached = {k: v for k, v in self._uncached.items() if v > now}
-        self._uncached[key] = now + self.settings.cache_seconds
+        return await self.resolve_credential(Credential(
+            reading.cookies.header, reading.authorization,
+            session_tokens(reading.session_key, reading.authorization)))
 
     async def resolve_credential(self, cred: Credential) -> Resolved:
+        """The app's answer for ``cred``: kept ``cache_seconds``, but never past an unsafe
+        request of its session (``Logins.mark``), and none kept for ``cache_seconds`` after
+        one (the app may still be logging someone else into that session)."""
         if not cred.present:
             return Resolved(None)
         key = cred.cache_key()
+        logins = self.logins
         hit = self._cache.get(key)
-        if hit is not None and hit.until > self.monotonic():
-            return hit
+        if hit is not None and hit[0].until > self.monotonic() and logins.keeps(cred.tokens, hit[1]):
+            return hit[0]
         waiting = self._inflight.get(key)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
+        if waiting is not None and logins.keeps(cred.tokens, waiting[1]):
+            return await asyncio.shield(waiting[0])
+        since = logins.seq
         future: asyncio.Future[Resolved] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        self._inflight[key] = (future, since)
         try:
             identity = await self._ask(cred)
         except BaseException as exc:
@@ -214,24 +209,24 @@ class IntrospectResolver:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         else:
-            until = self.monotonic() + self.settings.cache_seconds
-            if self._uncached.get(key, 0.0) > self.monotonic():
-                until = self.monotonic()
-            resolved = Resolved(identity, until)
+            seconds = self.settings.cache_seconds
+            kept = bool(seconds) and logins.keeps(cred.tokens, since, quiet=seconds)
+            resolved = Resolved(identity, self.monotonic() + (seconds if kept else 0))
             future.set_result(resolved)
-            if self.settings.cache_seconds and self._uncached.get(key, 0.0) <= self.monotonic():
-                self._cache[key] = resolved
-                self._cache.move_to_end(key)
+            if kept:
+                self._cache.pop(key, None)
+                self._cache[key] = (resolved, since)
                 self._prune()
             return resolved
         finally:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key, (None, 0))[0] is future:
+                del self._inflight[key]
 
     def _prune(self) -> None:
         """Drop the answers that ended, and the oldest beyond the limit: stored in order of
         their end (one ``cache_seconds`` each), so only the front needs looking at."""
         cache, now = self._cache, self.monotonic()
-        while cache and (len(cache) > CACHE_LIMIT or next(iter(cache.values())).until <= now):
+        while cache and (len(cache) > CACHE_LIMIT or next(iter(cache.values()))[0].until <= now):
             cache.popitem(last=False)
 
     def _fail(self, kind: str, what: str, status: int | None = None,

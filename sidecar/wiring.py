@@ -24,6 +24,7 @@ from sidecar.core.forwarded import (
     original_for_nginx,
     page_origin,
 )
+from sidecar.core.logins import Logins
 from sidecar.core.policy import Level, Policy, Rule, exact_path_rule
 from sidecar.core.request import (
     CODES_COOKIE,
@@ -65,11 +66,12 @@ def describe_storage(config: Config) -> str:
     return f"sqlite:{config.storage.path}"
 
 
-def make_resolver(config: Config, metrics: Metrics | None = None) -> Resolver:
+def make_resolver(config: Config, metrics: Metrics | None = None,
+                  logins: Logins | None = None) -> Resolver:
     """Who is logged in: the app's who-am-I URL, or a trusted proxy's headers."""
     if config.primary.resolver == "header":
         return HeaderResolver(config)
-    return IntrospectResolver(config, observe=metrics.whoami if metrics else None)
+    return IntrospectResolver(config, observe=metrics.whoami if metrics else None, logins=logins)
 
 
 def make_door(config: Config) -> Door:
@@ -241,6 +243,7 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
                if remember.enabled else None)
     passkeys = Passkeys(accounts, storage)  # one for every app: its users by storage key
     apps = Apps()
+    logins = Logins()  # one for every app: apps may share a session cookie
     given = dict(resolvers or {})
     if resolver is not None:
         given[DEFAULT_APP] = resolver
@@ -249,9 +252,11 @@ def build_parts(config: Config, storage: Storage | None = None, resolver: Resolv
         settings = app.config
         passes = Passes(settings.cookie, settings.signing_keys, settings.hash_key, clock)
         app_metrics = metrics.for_app(app.name)
-        app_resolver = given.get(app.name) or make_resolver(settings, app_metrics)
+        app_resolver = given.get(app.name) or make_resolver(settings, app_metrics, logins)
+        if isinstance(app_resolver, IntrospectResolver):  # one given by a test or a caller
+            app_resolver.logins = logins
         decision = Decision(settings, app_resolver, accounts, passes, devices, clock,
-                            make_policy(settings), namespace=app.users_namespace)
+                            make_policy(settings), namespace=app.users_namespace, logins=logins)
         return Parts(settings, clock, storage, app_resolver, app_metrics, notifier, accounts, passes,
                      devices, make_door(settings), decision, passkeys, app.name, app.users_namespace,
                      apps)

@@ -198,7 +198,7 @@ SCHEMA: tuple[Key | Section, ...] = (
        "how long a forward-auth answer may be reused: never longer than the who-am-I answer "
        "(`primary.introspect.cache_seconds`), the 2FA cookie (its expiry, its next idle-timeout "
        "refresh) or the step-up window it rests on; a change of the user's 2FA state on any "
-       "instance, a request with an unsafe method on the same credential or a change feed "
+       "instance, a request with an unsafe method in the same app session or a change feed "
        "gone stale ends it at once"),
     Section("totp", "the codes"),
     _k("totp.issuer", "totp-sidecar", Text(r"[^:]*", "must not contain ':' (it separates issuer "

@@ -26,10 +26,11 @@ from sidecar.accounts import Check
 from sidecar.bursts import Bursts
 from sidecar.core import policy
 from sidecar.core.forwarded import Original, original_for_forward, original_for_nginx, wants_html
+from sidecar.core.logins import Tokens, session_tokens
 from sidecar.core.policy import Target
 from sidecar.core.request import SAFE_METHODS, Reading
 from sidecar.errors import Ambiguous, BadForwardedRequest, StorageUnavailable, Unavailable
-from sidecar.primary import Credential, Identity
+from sidecar.primary import Identity
 from sidecar.web.cookies import Cookies
 from sidecar.wiring import Parts
 
@@ -81,7 +82,8 @@ class Cached:
     user: str
     generation: int
     answer: Answer
-    credential: bytes  # the cookies and Authorization it was decided for (Credential.cache_key)
+    tokens: Tokens  # the session it was decided for (``sidecar.core.logins``)
+    since: int  # the unsafe requests marked when it was worked out (``Logins.seq``)
 
 
 def digest(value: Any) -> bytes:
@@ -110,7 +112,8 @@ class ForwardAuth:
     cookie (expiry, next idle-timeout refresh) or the step-up window it rests on. A hit is
     still checked against the user's current 2FA generation as the change feed keeps it (and
     served only while the feed is fresh), so a disable or reset on any instance ends it; a
-    request with an unsafe method drops every answer of its credential.
+    request with an unsafe method marks its session (``Logins``): no answer of that session
+    worked out before is served or kept any more.
     """
 
     def __init__(self, parts: Parts, cookies: Cookies,
@@ -124,7 +127,7 @@ class ForwardAuth:
         self.answer_limit = parts.config.cache.answers
         self.answer_seconds = float(parts.config.cache.answer_seconds)
         self._answers: dict[bytes, Cached] = {}  # oldest stored first
-        self._by_credential: dict[bytes, list[bytes]] = {}  # credential digest → answer keys
+        self.logins = parts.decision.logins
         self._swept = monotonic()  # when ended answers were last dropped wherever they were
 
     def cache_sizes(self) -> dict[str, tuple[int, int]]:
@@ -139,13 +142,14 @@ class ForwardAuth:
             accounts = self.parts.accounts
             if hit.until > self.monotonic() and hit.pass_end > self.parts.clock() and (
                     accounts.generation_is(hit.user, hit.generation) if hit.user
-                    else accounts.states.healthy()):
+                    else accounts.states.healthy()) and self.logins.keeps(hit.tokens, hit.since):
                 self.parts.metrics.decided("allow", started)
                 await hit.answer.send(send)
                 return
             del self._answers[key]
         outcome, answer, cacheable = await self._answer_for(scope, dialect)
-        if cacheable is not None and self.answer_limit:
+        if cacheable is not None and self.answer_limit and self.logins.keeps(cacheable.tokens,
+                                                                              cacheable.since):
             self._keep(key, cacheable)
         self.parts.metrics.decided(outcome, started)
         await answer.send(send)
@@ -158,8 +162,6 @@ class ForwardAuth:
             ended = [k for k, v in answers.items() if v.until <= now]
             for k in ended:
                 del answers[k]
-            if ended:
-                self._reindex()
         while answers:  # the oldest first: drop what has ended, and what exceeds the limit
             first = next(iter(answers))
             if answers[first].until > now and len(answers) < self.answer_limit:
@@ -167,20 +169,6 @@ class ForwardAuth:
             del answers[first]
         answers.pop(key, None)
         answers[key] = cached
-        self._by_credential.setdefault(cached.credential, []).append(key)
-        if len(self._by_credential) > 2 * self.answer_limit:  # forget credentials of ended answers
-            self._reindex()
-
-    def _reindex(self) -> None:
-        index: dict[bytes, list[bytes]] = {}
-        for k, v in self._answers.items():
-            index.setdefault(v.credential, []).append(k)
-        self._by_credential = index
-
-    def _drop_credential(self, credential: bytes) -> None:
-        """Forget every answer decided for this credential."""
-        for key in self._by_credential.pop(credential, ()):
-            self._answers.pop(key, None)
 
     async def _answer_for(self, scope: MutableMapping[str, Any], dialect: Dialect
                           ) -> tuple[str, Answer, Cached | None]:
@@ -213,9 +201,7 @@ class ForwardAuth:
     async def _decide(self, reading: Reading, original: Original, dialect: Dialect
                       ) -> tuple[str, Answer, Cached | None]:
         parts = self.parts
-        credential = Credential(reading.cookies.header, reading.authorization).cache_key()
-        if original.method not in SAFE_METHODS:  # a login may give this session to someone else
-            self._drop_credential(credential)
+        since = self.logins.seq  # an unsafe request of this session from now on: not kept
         target = Target(original.host, original.path, original.method)
         verdict = await parts.decision.evaluate(reading, target)
         outcome = verdict.outcome
@@ -227,6 +213,7 @@ class ForwardAuth:
         answer = self._answer(outcome, verdict.identity, original, reading, dialect,
                               verdict.new_pass)
         cacheable = None
+        tokens = session_tokens(reading.session_key, reading.authorization)
         item = verdict.item
         if item is not None and outcome is policy.Outcome.ALLOW and verdict.new_pass is None \
                 and original.method in SAFE_METHODS:  # an unsafe one must drop answers every time
@@ -234,11 +221,11 @@ class ForwardAuth:
             if verdict.rule.step_up:
                 end = min(end, item.code_at + verdict.rule.step_up)
             until = min(self.monotonic() + self.answer_seconds, verdict.until)
-            cacheable = Cached(until, end, item.user, item.generation, answer, credential)
+            cacheable = Cached(until, end, item.user, item.generation, answer, tokens, since)
         elif verdict.identity is None and outcome is policy.Outcome.ALLOW \
                 and original.method in SAFE_METHODS:  # nobody logged in: rests on no user state
             until = min(self.monotonic() + self.answer_seconds, verdict.until)
-            cacheable = Cached(until, math.inf, "", 0, answer, credential)
+            cacheable = Cached(until, math.inf, "", 0, answer, tokens, since)
         return outcome.value, answer, cacheable
 
     async def _api_code(self, reading: Reading, user: str) -> tuple[str, Answer, None] | None:

@@ -90,7 +90,9 @@ class Pages:
         reading = parts.door.read(request.scope)
         forwarded = reading.headers.forwarded()
         scheme, host = page_origin(forwarded, reading.trusted, request.url.scheme)
-        resolved = await parts.decision.resolve(reading, request.method)
+        # the sidecar's own pages never reach the app: a POST here logs nobody into its
+        # session, so it marks nothing (``Logins``) and the who-am-I answer stays usable
+        resolved = await parts.decision.resolve(reading)
         verdict = (await parts.decision.evaluate(reading, None, resolved)
                    if resolved.identity is not None else None)
         return Visit(request, reading, scheme, host, resolved, verdict)

@@ -160,6 +160,22 @@ async def test_apps_that_do_not_share_a_namespace_do_not_share_users(apps: tuple
     assert (await d.auth("/")).status_code == 200
 
 
+async def test_a_login_on_one_app_ends_the_cached_answers_of_another_with_that_cookie(
+        apps: tuple[Env, Any]) -> None:
+    """a and c run on the same app login (one session cookie): a login POST sent through c
+    that keeps the session id ends what a remembered of that session."""
+    env, _ = apps
+    a = await on("a.test", env, "bob")
+    first = await a.auth("/")
+    assert first.status_code == 200 and first.headers["remote-user"] == "bob"
+    a.host = "c.test"
+    assert (await a.auth("/login", method="POST")).status_code == 200
+    env.demo.sessions.tokens[a.cookies["demo_session"]] = "carol"  # the same session id
+    a.host = "a.test"
+    after = await a.auth("/")
+    assert after.headers.get("remote-user") == "carol", after.headers
+
+
 async def test_apps_that_share_a_namespace_share_enrollment(apps: tuple[Env, Any]) -> None:
     env, _ = apps
     a = await on("a.test", env)

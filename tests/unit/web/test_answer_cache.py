@@ -43,9 +43,6 @@ class CountingResolver:
     async def resolve_credential(self, cred: Credential) -> Resolved:
         return Resolved(None)
 
-    def invalidate(self, cred: Credential) -> None:
-        return None
-
     async def aclose(self) -> None:
         return None
 
@@ -140,13 +137,35 @@ async def test_an_unsafe_method_drops_the_credentials_answers(
     await s.ask("/")
     assert s.resolver.asked == 2
     await s.ask("/login", "POST")  # a login may give this session to someone else
-    assert s.resolver.asked == 3 and s.auth.cache_sizes()["answers"][0] == 0  # nor kept itself
-    await s.ask("/")
-    await s.ask("/login", "POST")  # again: never answered from memory, so it drops again
-    assert s.resolver.asked == 5 and s.auth.cache_sizes()["answers"][0] == 0
+    assert s.resolver.asked == 3 and s.auth.cache_sizes()["answers"][0] == 2  # not kept itself
+    await s.ask("/")  # the answers from before the login are not served
+    await s.ask("/login", "POST")  # again: never answered from memory
+    assert s.resolver.asked == 5
     await s.ask("/")
     await s.ask("/reports")
     assert s.resolver.asked == 7
+    await s.ask("/")
+    await s.ask("/reports")  # answers worked out after the last login are kept again
+    assert s.resolver.asked == 7
+
+
+async def test_a_login_with_a_reworded_cookie_header_ends_the_sessions_answers(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """What a login marks is the session cookie, not the Cookie header's bytes."""
+    s = Setup(tmp_path, clock, answer_seconds=3600)
+    status, _ = await s.ask("/")
+    await s.ask("/")
+    assert status == 200 and s.resolver.asked == 1  # kept
+    pass_cookie = s.cookie.split("; ")[1]
+    for reworded in (f"{s.cookie}; x=1", f"{pass_cookie}; s=erin", s.cookie.replace("; ", ";")):
+        await s.ask("/login", "POST", cookie=reworded)
+        asked = s.resolver.asked
+        await s.ask("/")
+        assert s.resolver.asked == asked + 1, reworded
+    await s.ask("/login", "POST", cookie="s=someone-else")  # another session: nothing of erin's
+    asked = s.resolver.asked
+    await s.ask("/")
+    assert s.resolver.asked == asked
 
 
 async def test_a_new_generation_is_not_answered_from_memory(
@@ -209,4 +228,3 @@ async def test_ended_answers_are_dropped_even_behind_a_longer_one(
     s.resolver.until = math.inf
     await s.ask("/e")
     assert s.auth.cache_sizes()["answers"][0] == 2  # the anonymous answer and /e
-    assert len(s.auth._by_credential) == 2  # the index of credentials follows

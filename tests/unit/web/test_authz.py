@@ -35,9 +35,6 @@ class CookieResolver:
     async def resolve_credential(self, cred: Credential) -> Resolved:
         return Resolved(None)
 
-    def invalidate(self, cred: Credential) -> None:
-        return None
-
     async def aclose(self) -> None:
         return None
 
