@@ -177,7 +177,9 @@ def _from_parts(scheme: str, host: str, uri: str, method: str) -> Original:
 
 def original_for_nginx(headers: dict[str, str]) -> Original:
     """nginx ``auth_request``: X-Original-URL, else X-Forwarded-Proto/Host + X-Original-URI."""
-    method = headers.get("x-original-method") or headers.get("x-forwarded-method") or "GET"
+    method = headers.get("x-original-method") or headers.get("x-forwarded-method")
+    if not method:  # a POST read as a GET would skip the rules and the login marks for POSTs
+        raise BadForwardedRequest("neither X-Original-Method nor X-Forwarded-Method was sent")
     if headers.get("x-original-url"):
         return _from_url(headers["x-original-url"], method)
     host = headers.get("x-forwarded-host") or headers.get("host", "")

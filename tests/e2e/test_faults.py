@@ -81,8 +81,8 @@ def start(config_path: Path, port: int, log: Path, prefix: list[str] | None = No
 
 def auth(port: int, cookie: str, user: str = "alice") -> httpx.Response:
     return httpx.get(f"http://127.0.0.1:{port}/auth/nginx", timeout=10, headers={
-        "x-original-url": "http://app.test/reports", "accept": "text/html",
-        "remote-user": user, "cookie": cookie})
+        "x-original-url": "http://app.test/reports", "x-original-method": "GET",
+        "accept": "text/html", "remote-user": user, "cookie": cookie})
 
 
 def page(port: int, path: str, cookie: str, user: str = "alice") -> httpx.Response:
@@ -193,8 +193,8 @@ def test_websocket_upgrade_requests_get_a_decision(
     upgrade = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}
     ok = httpx.get(f"http://127.0.0.1:{port}/auth/nginx", timeout=10, headers={
-        "x-original-url": "http://app.test/ws", "remote-user": "alice", "cookie": cookie,
-        **upgrade})
+        "x-original-url": "http://app.test/ws", "x-original-method": "GET", "remote-user": "alice",
+        "cookie": cookie, **upgrade})
     assert ok.status_code == 200 and ok.headers["remote-user"] == "alice"
     refused = httpx.get(f"http://127.0.0.1:{port}/auth/forward", timeout=10, headers={
         "x-forwarded-method": "GET", "x-forwarded-host": "app.test", "x-forwarded-uri": "/ws",

@@ -372,7 +372,8 @@ def test_a_stale_not_enrolled_is_not_served_while_storage_is_down(kind: str, tmp
     the feed: a new login of zed without a code must not pass B (it did: 200)."""
     with running_pair(kind, tmp_path) as (pair, dsn):
         a, b = pair.ports
-        home = {"x-original-url": "http://app.test/", "accept": "text/html", "remote-user": "zed"}
+        home = {"x-original-url": "http://app.test/", "x-original-method": "GET",
+                "accept": "text/html", "remote-user": "zed"}
         seen = httpx.get(f"http://127.0.0.1:{b}/auth/nginx", headers=home | {"cookie": SESSION})
         assert seen.status_code == 200  # optional path, not enrolled: passes, and B remembers it
         enroll(pair, "zed")

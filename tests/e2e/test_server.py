@@ -48,8 +48,8 @@ def test_two_workers_serve_and_stop_gracefully(tmp_path: Path) -> None:
     proc, port, log = serve(tmp_path, "--workers", "2")
     try:
         answers = [httpx.get(f"http://127.0.0.1:{port}/auth/nginx", timeout=5, headers={
-            "x-original-url": "http://app.test/", "remote-user": "alice",
-            "cookie": "upstream_session=s"}) for _ in range(20)]
+            "x-original-url": "http://app.test/", "x-original-method": "GET",
+            "remote-user": "alice", "cookie": "upstream_session=s"}) for _ in range(20)]
         assert all(a.status_code == 200 and a.headers["remote-user"] == "alice" for a in answers)
     finally:
         code = stop(proc)
@@ -82,7 +82,7 @@ def test_metrics_are_prometheus_text(tmp_path: Path) -> None:
     try:
         for _ in range(3):
             httpx.get(f"http://127.0.0.1:{port}/auth/nginx", timeout=5,
-                      headers={"x-original-url": "http://app.test/"})
+                      headers={"x-original-url": "http://app.test/", "x-original-method": "GET"})
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
         stop(proc)

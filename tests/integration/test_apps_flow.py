@@ -267,7 +267,7 @@ async def test_a_host_read_two_ways_is_refused_not_routed(apps: tuple[Env, Any])
     refuses them as it always has (400), never one app's answer for the other's host."""
     env, other = apps
     b = await login_b(env, other)
-    headers = [("accept", "text/html"), ("cookie", b.cookie_header()),
+    headers = [("accept", "text/html"), ("cookie", b.cookie_header()), ("x-original-method", "GET"),
                ("x-original-url", "http://b.test/"), ("x-original-url", "http://a.test/")]
     twice = await env.client.get("/auth/nginx", headers=httpx.Headers(headers))
     assert twice.status_code == 400 and twice.json()["error"] == "bad_request"

@@ -222,9 +222,10 @@ async def test_malformed_host_is_400_not_500(env: Env) -> None:
     cookie = "demo_session=s1"
     async with tolerant(env) as client:
         cases: list[tuple[str, dict[str, str]]] = [
-            ("/auth/nginx", {"x-original-url": "http://[::1/x"}),
-            ("/auth/nginx", {"host": "[::1", "x-original-uri": "/x"}),
-            ("/auth/nginx", {"x-forwarded-host": "[::1", "x-original-uri": "/x"}),
+            ("/auth/nginx", {"x-original-method": "GET", "x-original-url": "http://[::1/x"}),
+            ("/auth/nginx", {"x-original-method": "GET", "host": "[::1", "x-original-uri": "/x"}),
+            ("/auth/nginx", {"x-original-method": "GET", "x-forwarded-host": "[::1",
+                             "x-original-uri": "/x"}),
             ("/auth/forward", {"x-forwarded-method": "GET", "x-forwarded-host": "[::1",
                                "x-forwarded-uri": "/x"}),
             ("/_2fa/challenge", {"host": "[::1"}),
@@ -337,8 +338,8 @@ async def test_bearer_header_beside_a_header_mode_session_still_needs_the_2fa_co
         result, _, _ = await service.complete_enrollment(
             "alice", totp.code_at(secret, clock()), "127.0.0.1", session="x")
         assert result.check.value == "ok"
-        headers = {"x-original-url": "http://app.test/reports", "accept": HTML,
-                   "remote-user": "alice", "cookie": "upstream_session=s1"}
+        headers = {"x-original-url": "http://app.test/reports", "x-original-method": "GET",
+                   "accept": HTML, "remote-user": "alice", "cookie": "upstream_session=s1"}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cast(Any, app)),
                                      base_url="http://app.test") as client:
             assert_challenges(await client.get("/auth/nginx", headers=headers))

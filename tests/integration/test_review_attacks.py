@@ -178,7 +178,8 @@ async def test_non_ascii_header_bytes_never_crash_forward_auth(env: Env,
                                                                raise_app_exceptions=False),
                                  base_url="http://app.test") as client:
         response = await client.get("/auth/nginx", headers=[
-            *headers, (b"x-original-url", b"http://app.test/"), (b"accept", b"text/html")])
+            *headers, (b"x-original-url", b"http://app.test/"), (b"x-original-method", b"GET"),
+            (b"accept", b"text/html")])
         assert response.status_code < 500, response.status_code
         page = await client.get("/_2fa/settings", headers=[
             *headers, (b"host", b"app.test"), (b"accept", b"text/html")])

@@ -27,7 +27,7 @@ async def header_client(tmp_path: Path, clock: FakeClock, peer: str) -> tuple[ht
 
 
 async def test_header_resolver_believes_trusted_peers_only(tmp_path: Path, clock: FakeClock) -> None:
-    headers = {"x-original-url": "http://app.test/", "remote-user": "alice",
+    headers = {"x-original-url": "http://app.test/", "x-original-method": "GET", "remote-user": "alice",
                "remote-email": "alice@example.com", "cookie": "upstream_session=s1"}
     client, app = await header_client(tmp_path, clock, "127.0.0.1")
     try:
@@ -64,10 +64,12 @@ async def test_header_resolver_cookie_must_match_the_header_user(tmp_path: Path,
             r"totp_sidecar=([^;]+)", done.headers["set-cookie"]).group(1)  # type: ignore[union-attr]
         both = f"upstream_session=s1; totp_sidecar={cookie}"
         ok = await client.get("/auth/nginx", headers={"x-original-url": "http://app.test/",
+                                                      "x-original-method": "GET",
                                                       "remote-user": "alice", "cookie": both})
         assert ok.status_code == 200 and ok.headers["remote-user"] == "alice"
         # the same cookies with another upstream user: alice's pass does not serve mallory
         other = await client.get("/auth/nginx", headers={"x-original-url": "http://app.test/",
+                                                         "x-original-method": "GET",
                                                          "remote-user": "mallory", "cookie": both})
         assert other.headers.get("remote-user") == "mallory"
     finally:

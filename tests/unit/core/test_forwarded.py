@@ -27,9 +27,17 @@ def test_nginx_original_url() -> None:
 
 def test_nginx_parts_fallback() -> None:
     o = original_for_nginx({"x-forwarded-proto": "https", "x-forwarded-host": "app.test",
-                            "x-original-uri": "/p?q=1"})
+                            "x-original-uri": "/p?q=1", "x-original-method": "get"})
     assert o.url == "https://app.test/p?q=1"
     assert o.method == "GET"
+
+
+def test_nginx_without_the_method_is_refused() -> None:
+    """A POST read as a GET would skip rules for POSTs and the login's marks: no guess."""
+    with pytest.raises(BadForwardedRequest, match="X-Original-Method"):
+        original_for_nginx({"x-original-url": "https://app.test/login"})
+    assert original_for_nginx({"x-original-url": "https://app.test/login",
+                               "x-forwarded-method": "POST"}).method == "POST"
 
 
 @pytest.mark.parametrize("headers", [
@@ -234,7 +242,7 @@ def test_unparsable_original_url_is_a_bad_request(url: str) -> None:
     ({"host": "app.test.", "x-original-uri": "/"}, "app.test"),
 ])
 def test_hosts_are_canonical(headers: dict[str, str], host: str) -> None:
-    assert original_for_nginx(headers).host == host
+    assert original_for_nginx(headers | {"x-original-method": "GET"}).host == host
 
 
 def test_forward_hosts_compare_canonically() -> None:
