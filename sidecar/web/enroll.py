@@ -53,6 +53,8 @@ class EnrollPage:
                 return pages.go(f"{self.prefix}/challenge?{urlencode({'rd': rd or '/'})}")
             if (await parts.accounts.user(visit.user)).secret is not None:
                 return pages.go(rd or self.prefix + "/settings")
+            if not pages.recently_confirmed(visit):  # another way to sign in: prove one first
+                return pages.confirm_first(visit, self.prefix + "/enroll")
         session, nonce = self.binding(visit)
         error = ""
         status = 200

@@ -56,6 +56,8 @@ class KeyForms:
         fields = await self._fields(visit)
         if isinstance(fields, Response):
             return fields
+        if visit.enrolled and not pages.recently_confirmed(visit):  # sudo: a factor proved lately
+            return pages.confirm_first(visit, f"{self.prefix}/settings")
         result = await self.passkeys.register(visit.user, self.views.session(visit),
                                               fields.get("credential", ""), fields.get("name", ""),
                                               self.views.rp(visit), visit.client,

@@ -97,10 +97,12 @@ class KeyViews:
                  "to sign in.")
 
     # -- settings --------------------------------------------------------------------------------
-    async def settings_context(self, visit: Visit, user: UserState) -> dict[str, Any]:
+    async def settings_context(self, visit: Visit, user: UserState,
+                               confirmed: bool) -> dict[str, Any]:
+        """``confirmed``: the session may add a key now (2FA off, or a factor proved lately)."""
         keys = await self.passkeys.keys(visit.user)
         options = ""
-        if visit.verified or not user.enrolled:
+        if confirmed and (visit.verified or not user.enrolled):
             try:  # the page still shows what is read when storage takes no writes
                 options = await self.passkeys.registration_options(
                     visit.user, visit.account, self.session(visit), self.rp(visit))

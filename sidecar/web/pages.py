@@ -45,6 +45,8 @@ from sidecar.web.render import (
 from sidecar.wiring import Parts
 
 LOW_RECOVERY_CODES = 3
+#: how long a proved second factor lets this session add another way to sign in
+CONFIRM_SECONDS = 15 * 60
 MAX_FIELD = 512  # characters in one form field; longer is refused
 MAX_ANSWER = 16_384  # a security key's answer (``credential``, ``assertion``: JSON)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -76,7 +78,6 @@ class Pages:
             Route(p + "/challenge", self.challenge, methods=["GET", "POST"]),
             Route(p + "/settings", self.settings),
             Route(p + "/disable", self.disable, methods=["POST"]),
-                        Route(p + "/logout", self.logout, methods=["GET", "POST"]),
             Route(p + "/devices", self.forget_devices, methods=["POST"]),
             Route(p + "/static/brand.css", self.brand_stylesheet),  # before the static Mount
             Mount(p + "/static", StaticFiles(directory=str(templates_dir() / "static")),
@@ -178,6 +179,16 @@ class Pages:
         method = method.upper() if method.upper() in HTTP_METHODS else "GET"
         return Target(parts.netloc or visit.host, parts.path or "/", method)
 
+    def recently_confirmed(self, visit: Visit) -> bool:
+        """Whether this app session proved a factor in the last ``CONFIRM_SECONDS`` (a session a
+        remembered device vouched for has not): adding a way to sign in asks for it (sudo)."""
+        item = visit.verdict.item if visit.verdict is not None else None
+        return item is not None and item.code_at > 0 and \
+            self.parts.clock() - item.code_at < CONFIRM_SECONDS
+
+    def confirm_first(self, visit: Visit, rd: str) -> Response:  # "Confirm access", then rd
+        return self.go(f"{self.prefix}/challenge?" + urlencode({"rd": rd, "confirm": "1"}))
+
     def is_own_page(self, visit: Visit, rd: str) -> bool:
         """Whether ``rd`` is one of the sidecar's pages on this host (``{prefix}/...``)."""
         parts = urlsplit(rd)
@@ -218,6 +229,9 @@ class Pages:
                 return source
         rd = self.rd(visit, source.get("rd"))
         method = source.get("m", "GET")
+        # "Confirm access" before adding a way to sign in: asked even of a verified session
+        confirm = source.get("confirm") == "1" and visit.enrolled and self.is_own_page(visit, rd) \
+            and not self.recently_confirmed(visit)
         verdict = await parts.decision.evaluate(visit.reading, self.target(visit, rd, method), visit.resolved)
         outcome = verdict.outcome
         if outcome is policy.Outcome.ENROLL:
@@ -229,7 +243,7 @@ class Pages:
         # the sidecar's own pages (settings, codes) are open to the app's rules but need a code
         own_page = visit.enrolled and not visit.verified and self.is_own_page(visit, rd)
         if outcome is policy.Outcome.ALLOW and (request.method == "GET" or verdict.verified) \
-                and not own_page:
+                and not own_page and not confirm:
             cookie = (self.cookies.set_pass(verdict.new_pass, visit.scheme)
                       if verdict.new_pass and request.method == "GET" else None)
             return self.go(rd, cookie)
@@ -256,7 +270,8 @@ class Pages:
                         f"{self.prefix}/settings?{urlencode({'rd': rd, 'low': 1})}", cookie)
                 else:
                     response = self.go(rd, cookie)
-                if source.get("remember") == "1" and parts.devices is not None and not step_up:
+                if source.get("remember") == "1" and parts.devices is not None and not step_up \
+                        and not confirm:
                     value = await parts.devices.remember(
                         visit.user, fresh.generation, visit.reading.headers.text("user-agent"),
                         int(parts.clock()))
@@ -271,15 +286,18 @@ class Pages:
         locked = moment(locked_until) if locked_until else None
         if locked:
             error = lockout_words(locked_until, parts.clock())
-        switch = {"rd": rd} | ({"why": "step_up", "m": method} if step_up else {})
+        switch = {"rd": rd} | ({"why": "step_up", "m": method} if step_up else {}) | (
+            {"confirm": "1"} if confirm else {})
         ways = await self.keys.challenge_context(visit, user, mode, has_keys, switch)
         return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd, **ways,
                            locked=locked,
                            mode=mode, error=error, step_up=step_up, method=method,
-                           step_up_minutes=-(-verdict.rule.step_up // 60),
+                           step_up_minutes=-(-verdict.rule.step_up // 60), confirm=confirm,
+                           confirm_minutes=CONFIRM_SECONDS // 60,
                            digits=parts.config.totp.digits,
                            remember_days=(parts.config.remember_device.max_days
-                                          if parts.devices is not None and not step_up else 0))
+                                          if parts.devices is not None and not step_up
+                                          and not confirm else 0))
 
     async def settings(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -304,10 +322,11 @@ class Pages:
         """The settings page: 2FA's state, the security keys, remembered devices, turning off."""
         user = user or await self.parts.accounts.user(visit.user)
         context = {"notice": "", "rd": "", "low": False} | context
+        confirmed = not user.enrolled or self.recently_confirmed(visit)
         return self.render(visit, "settings.html", status, user=user,
-                           since=local_time(user.enabled_at),
+                           since=local_time(user.enabled_at), confirmed=confirmed,
                            devices=await self.device_list(visit),
-                           **await self.keys.settings_context(visit, user), **context)
+                           **await self.keys.settings_context(visit, user, confirmed), **context)
 
     async def device_list(self, visit: Visit) -> list[dict[str, str | Markup]]:
         """The user's remembered devices for the settings page (this one marked)."""
@@ -379,21 +398,3 @@ class Pages:
                              text: str) -> Response:
         status = 429 if result.check is Check.LOCKED else 400
         return await self.settings_page(visit, status, form_error=form, error_text=text)
-
-    async def logout(self, request: Request) -> Response:
-        """GET: a one-button confirmation; POST (with CSRF): the 2FA cookie ends.
-
-        The 2FA cookie also dies with the app session it is bound to, so a GET that signs
-        out (a link another site could embed) is never needed.
-        """
-        visit = await self.visit(request)
-        if request.method == "GET":
-            return self.render(visit, "logout.html", rd=self.rd(visit, request.query_params.get("rd")))
-        if visit.identity is not None:
-            fields = await self.form(visit)
-            if isinstance(fields, Response):
-                return fields
-            rd = self.rd(visit, fields.get("rd"))
-        else:
-            rd = "/"
-        return self.go(rd, self.cookies.clear_pass(visit.scheme))

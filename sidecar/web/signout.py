@@ -1,5 +1,5 @@
 """"Not you? Sign out" (``POST {prefix}/signout``): the way out of the code prompt, the
-step-up prompt and required set-up.
+step-up prompt and required set-up; and ``{prefix}/logout``, which ends the 2FA cookie only.
 
 The sidecar ends its own cookies (the 2FA pass, the remembered device, set-up's and the
 reset gate's), expires the app's session cookies (``primary.session_cookies``, ``Path=/``)
@@ -30,7 +30,9 @@ class SignOutPage:
         self.config = pages.parts.config
 
     def routes(self) -> list[Route]:
-        return [Route(self.config.prefix + "/signout", self.sign_out, methods=["POST"])]
+        prefix = self.config.prefix
+        return [Route(prefix + "/signout", self.sign_out, methods=["POST"]),
+                Route(prefix + "/logout", self.logout, methods=["GET", "POST"])]
 
     def destination(self) -> str:
         primary = self.config.primary
@@ -50,3 +52,23 @@ class SignOutPage:
         for line in pages.cookies.sign_out_lines(visit.scheme):
             response.headers.append("set-cookie", line)
         return response
+
+    async def logout(self, request: Request) -> Response:
+        """GET: a one-button confirmation; POST (with CSRF): the 2FA cookie ends.
+
+        The 2FA cookie also dies with the app session it is bound to, so a GET that signs
+        out (a link another site could embed) is never needed.
+        """
+        pages = self.pages
+        visit = await pages.visit(request)
+        if request.method == "GET":
+            return pages.render(visit, "logout.html",
+                                rd=pages.rd(visit, request.query_params.get("rd")))
+        if visit.identity is not None:
+            fields = await pages.form(visit)
+            if isinstance(fields, Response):
+                return fields
+            rd = pages.rd(visit, fields.get("rd"))
+        else:
+            rd = "/"
+        return pages.go(rd, pages.cookies.clear_pass(visit.scheme))
