@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -85,6 +86,16 @@ def relying_party(scheme: str, host: str, name: str) -> RelyingParty:
     """The RP of a page read at ``scheme://host`` (``host`` canonical, maybe with a port)."""
     bare = host[1:host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
     return RelyingParty(bare, f"{scheme}://{host}", name)
+
+
+def usable_here(rp: RelyingParty) -> bool:
+    """Whether browsers take keys for this RP ID: a host name, never an IP address (WebAuthn
+    wants a domain; on ``http://127.0.0.1`` the browser refuses with an unhelpful error)."""
+    try:
+        ipaddress.ip_address(rp.rp_id)
+    except ValueError:
+        return bool(rp.rp_id)
+    return False
 
 
 def clean_name(text: str, fallback: str) -> str:

@@ -87,7 +87,8 @@ async def _serve(port: int, db_path: str) -> None:
     print(f"""
 totp-sidecar demo is running.
 
-  Open   http://127.0.0.1:{port}/   in a browser.
+  Open   http://127.0.0.1:{port}/   in a browser
+         (or http://localhost:{port}/ to try a security key: keys need a host name).
   Users:
 {users}
 

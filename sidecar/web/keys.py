@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from sidecar.accounts import Check, CheckResult
 from sidecar.errors import StorageUnavailable
-from sidecar.passkeys import KeyCheck, KeyResult, RelyingParty, relying_party
+from sidecar.passkeys import KeyCheck, KeyResult, RelyingParty, relying_party, usable_here
 from sidecar.storage import UserState
 from sidecar.web.i18n import gettext as _
 from sidecar.web.i18n import lazy_gettext as _l
@@ -51,6 +51,10 @@ class KeyViews:
     def rp(self, visit: Visit) -> RelyingParty:
         """The app's host as the door read it is the RP ID; its origin is the expected one."""
         return relying_party(visit.scheme, visit.host, self.rp_name)
+
+    def usable(self, visit: Visit) -> bool:
+        """Whether keys can be used on this page's host (a host name, not an IP address)."""
+        return usable_here(self.rp(visit))
 
     def session(self, visit: Visit) -> str:
         return self.parts.passes.fingerprint(visit.reading.session_key)
@@ -102,14 +106,15 @@ class KeyViews:
         """``confirmed``: the session may add a key now (2FA off, or a factor proved lately)."""
         keys = await self.passkeys.keys(visit.user)
         options = ""
-        if confirmed and (visit.verified or not user.enrolled):
+        here = self.usable(visit)
+        if here and confirmed and (visit.verified or not user.enrolled):
             try:  # the page still shows what is read when storage takes no writes
                 options = await self.passkeys.registration_options(
                     visit.user, visit.account, self.session(visit), self.rp(visit))
             except StorageUnavailable:
                 self.parts.metrics.storage_error()
         confirm = ""
-        if keys and visit.verified:  # settings' confirmations may take a key's answer too
+        if here and keys and visit.verified:  # settings' confirmations may take a key's answer
             try:
                 confirm = await self.passkeys.authentication_options(
                     visit.user, self.session(visit), self.rp(visit)) or ""
@@ -117,5 +122,5 @@ class KeyViews:
                 self.parts.metrics.storage_error()
         return {"keys": [{"id": k.credential_id, "name": k.name, "added": local_time(k.created_at),
                           "used": local_time(k.last_used)} for k in keys],
-                "register_options": options, "confirm_options": confirm,
+                "register_options": options, "confirm_options": confirm, "keys_here": here,
                 "last_key": user.secret is None and len(keys) == 1}

@@ -213,9 +213,7 @@ class Pages:
 
     async def brand_stylesheet(self, request: Request) -> Response:
         """branding.accent_color as CSS custom properties (inline styles are not allowed)."""
-        if not self.brand_css:
-            return Response("/* no branding.accent_color */\n", media_type="text/css")
-        return Response(self.brand_css, media_type="text/css")
+        return Response(self.brand_css or "/* no branding.accent_color */\n", media_type="text/css")
 
     async def challenge(self, request: Request) -> Response:
         visit = await self.visit(request)
@@ -251,7 +249,8 @@ class Pages:
         user = await parts.accounts.user(visit.user)
         if not user.enrolled:
             return self.go(rd)
-        has_keys = bool(await parts.passkeys.keys(visit.user))
+        keys_elsewhere = bool(await parts.passkeys.keys(visit.user))  # a host name's, not an IP's
+        has_keys = keys_elsewhere and self.keys.usable(visit)
         asked = source.get("mode", source.get("method", "")) or ("totp" if source.get("code") else "")
         mode = choose_mode(asked, user.secret is not None, has_keys)
         error = ""
@@ -290,7 +289,7 @@ class Pages:
             {"confirm": "1"} if confirm else {})
         ways = await self.keys.challenge_context(visit, user, mode, has_keys, switch)
         return self.render(visit, "challenge.html", status, hide_settings_link=True, rd=rd, **ways,
-                           locked=locked,
+                           locked=locked, keys_elsewhere=keys_elsewhere and not has_keys,
                            mode=mode, error=error, step_up=step_up, method=method,
                            step_up_minutes=-(-verdict.rule.step_up // 60), confirm=confirm,
                            confirm_minutes=CONFIRM_SECONDS // 60,

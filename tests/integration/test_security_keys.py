@@ -423,3 +423,22 @@ async def test_a_settings_page_read_before_2fa_was_turned_on_adds_no_key(env: En
     finally:
         await on_b.aclose()
         await other.parts.aclose()
+
+
+async def test_an_ip_address_host_offers_no_key_and_says_why(env: Env) -> None:
+    """Browsers take no key for an IP address (WebAuthn wants a host name): the pages there
+    say so, offer no ceremony, and a keys-only user signs in with a recovery code."""
+    browser, _ = await with_key(env)  # 2FA on by a key, on app.test
+    on_ip = Browser(env, host="127.0.0.1")
+    on_ip.cookies = dict(browser.cookies)
+    prompt = await on_ip.get("/_2fa/challenge?rd=/")
+    assert prompt.status_code == 200
+    assert "cannot be used at this address" in prompt.text
+    assert 'data-webauthn="get"' not in prompt.text and 'id="code"' in prompt.text
+    assert "Enter one of your saved recovery codes" in prompt.text
+    fresh = env.browser()
+    fresh.host = "127.0.0.1"
+    await fresh.login("bob")  # 2FA off: settings would offer a first key
+    page = (await fresh.get("/_2fa/settings")).text
+    assert "cannot be used at this address" in page and 'data-webauthn="create"' not in page
+    assert "webauthn.js" not in page
