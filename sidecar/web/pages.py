@@ -377,9 +377,10 @@ class Pages:
         (an authentication code or a recovery code); the result and its error text."""
         if fields.get("assertion"):
             return await self.keys.check(visit, fields["assertion"])
-        result = await self.parts.accounts.check(visit.user, fields.get("code", ""), visit.client)
-        self.parts.metrics.checked(result.check.value)
-        return result, self.check_message(result, recovery=recovery)
+        code = fields.get("code", "")
+        result = await self.parts.accounts.check(visit.user, code, visit.client)
+        self.parts.metrics.checked(result.check.value)  # letters: a recovery code was meant
+        return result, self.check_message(result, recovery or any(c.isalpha() for c in code))
 
     async def disable(self, request: Request) -> Response:
         visit = await self.visit(request)

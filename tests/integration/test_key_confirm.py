@@ -126,3 +126,15 @@ async def test_without_keys_the_settings_offer_no_key_confirmation(env: Env) -> 
     _, page = await browser.form_token("/_2fa/settings")
     assert "data-key-confirm" not in page
     assert 'for="codes-code">Authentication code or recovery code<' in page
+
+
+async def test_a_wrong_recovery_code_in_settings_is_called_one(env: Env) -> None:
+    """The settings forms take an app code or a recovery code: the error names what was typed."""
+    browser = env.browser()
+    await browser.login("alice")
+    await browser.enroll()
+    csrf, _ = await browser.form_token("/_2fa/settings")
+    wrong = await browser.post("/_2fa/recovery-codes", {"csrf": csrf, "code": "aaaaa-aaaaa"})
+    assert wrong.status_code == 400 and "That recovery code is not valid" in wrong.text
+    wrong = await browser.post("/_2fa/recovery-codes", {"csrf": csrf, "code": "000000"})
+    assert wrong.status_code == 400 and "Check your authenticator app" in wrong.text
