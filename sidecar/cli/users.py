@@ -65,6 +65,9 @@ async def _users(config: Config, action: str, name: str | None, as_json: bool,
                 print(json.dumps([_as_json(user) for user in users], indent=2))
             for user in [] if as_json else users:
                 print(_describe(user))
+            if not users and not as_json:  # say so, on stderr: stdout stays a list (of none)
+                print("totp-sidecar: no users have set up two-factor authentication yet",
+                      file=sys.stderr)
             return 0
         assert name is not None
         user_id = storage_key(namespace, name)

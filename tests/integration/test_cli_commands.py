@@ -76,6 +76,10 @@ def test_config_before_or_after_the_command_or_from_the_environment(tmp_path: Pa
 
 def test_users_show_nobody_list_json_and_iso_dates(tmp_path: Path) -> None:
     path = write_config(tmp_path)
+    empty = run("users", "--config", str(path), "list")
+    assert empty.returncode == 0 and empty.stdout == ""
+    assert "no users have set up two-factor authentication yet" in empty.stderr
+    assert run("users", "--config", str(path), "list", "--json").stdout.strip() == "[]"
     asyncio.run(enroll_and_lock(path))
     nobody = run("users", "--config", str(path), "show", "nobody")
     assert nobody.returncode == 1 and "no such user" in nobody.stderr
