@@ -1,5 +1,5 @@
-"""The sidecar's own pages under the prefix: challenge, settings, disable, logout (set-up:
-``sidecar.web.enroll``, with these helpers).
+"""The sidecar's own pages under the prefix: challenge, settings, disable (with the helpers of
+``enroll``, ``codes``, ``keyforms``, ``signout``).
 
 Each handler reads the request through the one door (``parts.door``), asks the one decision
 (``parts.decision.evaluate``: who the app says is logged in now, whether this app session passed 2FA,
@@ -99,8 +99,8 @@ class Pages:
         return Visit(request, reading, scheme, host, resolved, verdict)
 
     def rd(self, visit: Visit, value: str | None, fallback: str = "/") -> str:
-        return safe_redirect(value, visit.scheme, visit.host, self.parts.config.allowed_redirect_hosts,
-                             fallback)
+        allowed = self.parts.config.allowed_redirect_hosts
+        return safe_redirect(value, visit.scheme, visit.host, allowed, fallback)
 
     def render(self, visit: Visit, name: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("identity", visit.identity)
@@ -118,10 +118,9 @@ class Pages:
         """The POSTed fields, or a 403 page when the CSRF token is missing or foreign, or the
         browser says the form came from another site.
 
-        A field sent twice is never guessed at: a repeated ``code`` becomes a code that fails
-        (and counts as a failed attempt), any other repeated or over-long field is dropped.
-        Every accepted POST also keeps the user's e-mail (from the app) for notices, before
-        the action whose notice may need it.
+        A field sent twice is never guessed at: a repeated ``code`` fails (counted as a failed
+        attempt), another repeated or over-long field is dropped. An accepted POST keeps the
+        user's e-mail (from the app) for notices, before the action whose notice needs it.
         """
         data = await visit.request.form(max_files=0, max_fields=20)
         fields: dict[str, str] = {}
@@ -195,7 +194,8 @@ class Pages:
         return (not parts.netloc or parts.netloc.lower() == visit.host.lower()) and \
             (parts.path == self.prefix or parts.path.startswith(self.prefix + "/"))
 
-    def check_message(self, result: CheckResult, recovery: bool = False) -> str:
+    def check_message(self, result: CheckResult, recovery: bool = False, typed: str = "") -> str:
+        recovery = recovery or any(c.isalpha() for c in typed)  # letters: a recovery code meant
         if result.check is Check.LOCKED:
             return lockout_message(result.locked_until, self.parts.clock())
         if result.check is Check.REPLAYED:
@@ -277,7 +277,7 @@ class Pages:
                     response.headers.append("set-cookie",
                                             self.cookies.set_device(value, visit.scheme))
                 return response
-            error = error or self.check_message(result, recovery=mode == "recovery")
+            error = error or self.check_message(result, mode == "recovery", source.get("code", ""))
             status = 429 if result.check is Check.LOCKED else 400
             locked_until = result.locked_until if result.check is Check.LOCKED else 0
         else:
@@ -379,8 +379,8 @@ class Pages:
             return await self.keys.check(visit, fields["assertion"])
         code = fields.get("code", "")
         result = await self.parts.accounts.check(visit.user, code, visit.client)
-        self.parts.metrics.checked(result.check.value)  # letters: a recovery code was meant
-        return result, self.check_message(result, recovery or any(c.isalpha() for c in code))
+        self.parts.metrics.checked(result.check.value)
+        return result, self.check_message(result, recovery, code)
 
     async def disable(self, request: Request) -> Response:
         visit = await self.visit(request)

@@ -138,3 +138,13 @@ async def test_a_wrong_recovery_code_in_settings_is_called_one(env: Env) -> None
     assert wrong.status_code == 400 and "That recovery code is not valid" in wrong.text
     wrong = await browser.post("/_2fa/recovery-codes", {"csrf": csrf, "code": "000000"})
     assert wrong.status_code == 400 and "Check your authenticator app" in wrong.text
+
+
+async def test_a_recovery_code_typed_in_the_app_code_field_is_called_one(env: Env) -> None:
+    browser = env.browser()
+    await browser.login("alice")
+    await browser.enroll()
+    await browser.logout()
+    await browser.login("alice")
+    wrong = await browser.challenge("aaaaa-aaaaa")
+    assert wrong.status_code == 400 and "That recovery code is not valid" in wrong.text
