@@ -29,7 +29,7 @@ import httpx
 
 from sidecar.config import Config
 from sidecar.core.forwarded import CONTROL_CHARACTERS
-from sidecar.core.logins import Logins, Tokens, session_tokens
+from sidecar.core.logins import MARKS_KEPT_SECONDS, Logins, Tokens, session_tokens
 from sidecar.core.request import Reading
 from sidecar.errors import Ambiguous, UpstreamUnavailable
 from sidecar.fetch import AiohttpFetch, Fetch, FetchError, HttpxFetch
@@ -172,6 +172,8 @@ class IntrospectResolver:
                              else AiohttpFetch(timeout))
         self.monotonic = monotonic
         self.logins = logins if logins is not None else Logins(monotonic)
+        #: set when one credential named two users in turn (the app keeps session ids)
+        self.keeps_session_ids = False
         #: credential → (answer, the mark it was asked from), in order of the answers' end
         self._cache: OrderedDict[bytes, tuple[Resolved, int]] = OrderedDict()
         self._inflight: dict[bytes, tuple[asyncio.Future[Resolved], int]] = {}
@@ -209,8 +211,12 @@ class IntrospectResolver:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         else:
-            seconds = self.settings.cache_seconds
-            kept = bool(seconds) and logins.keeps(cred.tokens, since, quiet=seconds)
+            if hit is not None:
+                self._notice_a_switch(hit[0].identity, identity)
+            seconds = 0 if self.keeps_session_ids else self.settings.cache_seconds
+            # a session marked lately keeps nothing: its login may not have reached the app yet
+            # (the proxy asks when the headers came; the body, and the login, may come later)
+            kept = bool(seconds) and logins.keeps(cred.tokens, since, quiet=MARKS_KEPT_SECONDS)
             resolved = Resolved(identity, self.monotonic() + (seconds if kept else 0))
             future.set_result(resolved)
             if kept:
@@ -221,6 +227,18 @@ class IntrospectResolver:
         finally:
             if self._inflight.get(key, (None, 0))[0] is future:
                 del self._inflight[key]
+
+    def _notice_a_switch(self, before: Identity | None, now: Identity | None) -> None:
+        """The same credential bytes naming another user: the app logged someone else into a
+        session it kept. Its who-am-I answers are not cached any more (until a restart)."""
+        if before is None or now is None or before.user == now.user or self.keeps_session_ids:
+            return
+        self.keeps_session_ids = True
+        self._cache.clear()
+        log.error("%s named %s, then %s for the very same session: the app keeps its session id "
+                  "across a login, so its who-am-I answers are no longer cached (set "
+                  "primary.introspect.cache_seconds: 0)", self.where, before.user, now.user,
+                  extra={"event": "session_switched", "url": self.where})
 
     def _prune(self) -> None:
         """Drop the answers that ended, and the oldest beyond the limit: stored in order of

@@ -17,9 +17,11 @@ before the newest mark forgotten (``floor``) is treated as marked: never served,
 from __future__ import annotations
 
 from collections import OrderedDict
+from urllib.parse import unquote
 
 from sidecar.core.clock import Monotonic
 from sidecar.core.clock import monotonic as steady
+from sidecar.core.request import fold_cookie_name
 
 MARKS_KEPT_SECONDS = 600.0  # longer than any cache_seconds (300 at most) with its timeouts
 MARKS_LIMIT = 50_000
@@ -29,10 +31,21 @@ Tokens = tuple[str, ...]
 
 
 def session_tokens(session_key: str, authorization: str) -> Tokens:
-    """The tokens of a session: its cookie lines (``Reading.session_key``) and Authorization."""
-    tokens = session_key.split("\n") if session_key else []
+    """The tokens of a session: its cookies (``Reading.session_key``'s ``name=value`` lines) and
+    its Authorization, each as sent and as the most lenient app reads it (the name folded as
+    PHP and ASP.NET do, the value unquoted and percent-decoded as PHP, Rack and Express do), so
+    a login that spells the session another way still marks the session the answers hold."""
+    tokens: dict[str, None] = {}
+    for line in session_key.split("\n") if session_key else ():
+        name, _, value = line.partition("=")
+        unquoted = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
+        for each_name in (name, fold_cookie_name(name)):
+            for each_value in (value, unquoted, unquote(unquoted)):
+                tokens[f"{each_name}={each_value}"] = None
     if authorization:
-        tokens.append(AUTHORIZATION + authorization)
+        scheme, _, rest = authorization.strip().partition(" ")
+        tokens[AUTHORIZATION + authorization] = None
+        tokens[AUTHORIZATION + scheme.lower() + " " + rest.strip()] = None
     return tuple(tokens)
 
 

@@ -17,8 +17,19 @@ class Ticks:
 
 def test_tokens_are_the_session_cookies_and_the_authorization() -> None:
     assert session_tokens("s=1\nt=2", "") == ("s=1", "t=2")
-    assert session_tokens("", "Basic YTpi") == ("\x00authorization Basic YTpi",)
+    assert session_tokens("", "Basic YTpi") == ("\x00authorization Basic YTpi",
+                                                 "\x00authorization basic YTpi")
     assert session_tokens("", "") == ()
+
+
+def test_a_session_spelled_another_way_shares_a_token() -> None:
+    """As PHP, Rack or Express read cookies: percent-decoded values, folded names, quotes."""
+    plain = set(session_tokens("demo_session=abc", ""))
+    for spelled in ("demo_session=%61%62%63", "demo.session=abc", "Demo_Session=abc",
+                    'demo_session="abc"'):
+        assert plain & set(session_tokens(spelled, "")), spelled
+    assert not plain & set(session_tokens("demo_session=abd", ""))
+    assert set(session_tokens("", "Bearer X")) & set(session_tokens("", "bearer  X"))
 
 
 def test_an_answer_holds_until_one_of_its_tokens_is_marked() -> None:
