@@ -5,16 +5,19 @@ Decisions by app and outcome, code checks and security-key checks by app and res
 who-am-I calls (latency, errors by kind), storage errors, build info, the number of enrolled
 users (counted at most once a minute, when /metrics is read), the sizes and limits of the
 in-memory caches, and whether the change feed vouches for the user states in memory. Label
-children are looked up once and kept, so the hot path pays a dict lookup and an increment.
+children are looked up once and kept; forward-auth decisions and their latency, counted on every
+request, are plain ints turned into metric families at each scrape.
 """
 
 from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sidecar import __version__
@@ -28,6 +31,41 @@ WHOAMI_ERRORS = ("unreachable", "status", "not_json", "no_user", "bad_user")
 ENROLLED_REFRESH_SECONDS = 60.0
 
 
+class _Decisions:
+    """Forward-auth decisions by app and outcome, and their latency: counted in plain ints
+    (one request, one dict update and one list update, no lock: the event loop is the only
+    writer) and turned into Prometheus families when /metrics is read."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = {}  # app → outcome → decisions
+        self.buckets: dict[str, list[int]] = {}  # app → count per latency bucket (+Inf last)
+        self.sums: dict[str, list[float]] = {}  # app → [seconds in all]
+
+    def add_app(self, app: str) -> tuple[dict[str, int], list[int], list[float]]:
+        return (self.counts.setdefault(app, {}),
+                self.buckets.setdefault(app, [0] * (len(LATENCY_BUCKETS) + 1)),
+                self.sums.setdefault(app, [0.0]))
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily("totp_sidecar_decisions",
+                                        "Forward-auth decisions by app and outcome.",
+                                        labels=["app", "outcome"])
+        for app, outcomes in self.counts.items():
+            for outcome, count in outcomes.items():
+                decisions.add_metric([app, outcome], count)
+        yield decisions
+        latency = HistogramMetricFamily("totp_sidecar_auth_seconds",
+                                        "Time to answer a forward-auth request, by app.",
+                                        labels=["app"])
+        for app, counts in self.buckets.items():
+            running, buckets = 0, []
+            for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+                running += count
+                buckets.append((bound, running))
+            latency.add_metric([app], buckets, self.sums[app][0])
+        yield latency
+
+
 class _Collectors:
     """The registry and its collectors, shared by every app's view (one /metrics)."""
 
@@ -35,9 +73,8 @@ class _Collectors:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.monotonic = monotonic
-        self.decisions = Counter("totp_sidecar_decisions",
-                                 "Forward-auth decisions by app and outcome.",
-                                 ["app", "outcome"], registry=registry)
+        self.decisions = _Decisions()
+        registry.register(self.decisions)
         self.checks = Counter("totp_sidecar_code_checks",
                               "Codes checked on the pages and in X-OTP, by app and result.",
                               ["app", "result"], registry=registry)
@@ -48,9 +85,6 @@ class _Collectors:
         self.events = Counter("totp_sidecar_events",
                               "Audit events: enabled, disabled, locked, recovery_code_used, ...",
                               ["event"], registry=registry)
-        self.latency = Histogram("totp_sidecar_auth_seconds",
-                                 "Time to answer a forward-auth request, by app.", ["app"],
-                                 buckets=LATENCY_BUCKETS, registry=registry)
         self.whoami = Histogram("totp_sidecar_whoami_seconds",
                                 "Time an app's who-am-I URL took to answer (calls made, not "
                                 "cache hits).", ["app"], buckets=WHOAMI_BUCKETS,
@@ -91,23 +125,21 @@ class Metrics:
         self._all = shared or _Collectors(monotonic)
         self.registry = self._all.registry
         self.app = app
-        self._latency = self._all.latency.labels(app)
+        self._counts, self._buckets, self._sum = self._all.decisions.add_app(app)
         self._whoami = self._all.whoami.labels(app)
         for kind in WHOAMI_ERRORS:
             self._all.whoami_errors.labels(app, kind)
-        self._decision_children: dict[str, Counter] = {}
 
     def for_app(self, app: str) -> Metrics:
         """The view of ``app`` (same registry, same /metrics)."""
         return Metrics(app=app, shared=self._all)
 
     def decided(self, outcome: str, started: float) -> None:
-        child = self._decision_children.get(outcome)
-        if child is None:
-            child = self._decision_children[outcome] = self._all.decisions.labels(self.app,
-                                                                                  outcome)
-        child.inc()
-        self._latency.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        counts = self._counts
+        counts[outcome] = counts.get(outcome, 0) + 1
+        self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: the first bound ≥ it
+        self._sum[0] += seconds
 
     def checked(self, result: str) -> None:
         self._all.checks.labels(self.app, result).inc()

@@ -86,3 +86,23 @@ def test_build_info_and_storage_errors() -> None:
     assert f'version="{__version__}"'.encode() in metrics.render()
     metrics.storage_error()
     assert sample(metrics, "totp_sidecar_storage_errors_total") == 1
+
+
+def test_decisions_and_their_latency_per_app() -> None:
+    """Counted in plain ints on the hot path, exposed as a counter and a histogram."""
+    import time
+
+    metrics = Metrics()
+    blog = metrics.for_app("blog")
+    now = time.perf_counter()
+    metrics.decided("allow", now)
+    metrics.decided("allow", now)
+    blog.decided("challenge", now - 0.003)  # 3 ms: in the 5 ms bucket, not the 2.5 ms one
+    assert sample(metrics, "totp_sidecar_decisions_total", app="default", outcome="allow") == 2
+    assert sample(metrics, "totp_sidecar_decisions_total", app="blog", outcome="challenge") == 1
+    assert sample(metrics, "totp_sidecar_auth_seconds_count", app="blog") == 1
+    assert sample(metrics, "totp_sidecar_auth_seconds_bucket", app="blog", le="0.0025") == 0
+    assert sample(metrics, "totp_sidecar_auth_seconds_bucket", app="blog", le="0.005") == 1
+    assert sample(metrics, "totp_sidecar_auth_seconds_bucket", app="blog", le="+Inf") == 1
+    assert 0.003 <= sample(metrics, "totp_sidecar_auth_seconds_sum", app="blog") < 1
+    assert sample(metrics, "totp_sidecar_auth_seconds_count", app="default") == 2
