@@ -16,6 +16,7 @@ before the newest mark forgotten (``floor``) is treated as marked: never served,
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from urllib.parse import unquote
 
@@ -30,6 +31,7 @@ AUTHORIZATION = "\x00authorization "  # no cookie line starts with NUL
 Tokens = tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=4096)  # asked by the who-am-I cache and the answer cache alike
 def session_tokens(session_key: str, authorization: str) -> Tokens:
     """The tokens of a session: its cookies (``Reading.session_key``'s ``name=value`` lines) and
     its Authorization, each as sent and as the most lenient app reads it (the name folded as

@@ -54,7 +54,7 @@ class EnrollPage:
             if (await parts.accounts.user(visit.user)).secret is not None:
                 return pages.go(rd or self.prefix + "/settings")
             if not pages.recently_confirmed(visit):  # another way to sign in: prove one first
-                return pages.confirm_first(visit, self.prefix + "/enroll")
+                return pages.confirm_first(self.prefix + "/enroll")
         session, nonce = self.binding(visit)
         error = ""
         status = 200

@@ -57,7 +57,7 @@ class KeyForms:
         if isinstance(fields, Response):
             return fields
         if visit.enrolled and not pages.recently_confirmed(visit):  # sudo: a factor proved lately
-            return pages.confirm_first(visit, f"{self.prefix}/settings")
+            return pages.confirm_first(f"{self.prefix}/settings")
         result = await self.passkeys.register(visit.user, self.views.session(visit),
                                               fields.get("credential", ""), fields.get("name", ""),
                                               self.views.rp(visit), visit.client,

@@ -12,6 +12,7 @@ code ways keep working.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -101,25 +102,28 @@ class KeyViews:
                  "to sign in.")
 
     # -- settings --------------------------------------------------------------------------------
+    async def _options(self, making: Awaitable[str | None]) -> str:
+        """Options made for a ceremony ("" when storage takes no writes: the page still shows
+        what is read)."""
+        try:
+            return await making or ""
+        except StorageUnavailable:
+            self.parts.metrics.storage_error()
+            return ""
+
     async def settings_context(self, visit: Visit, user: UserState,
                                confirmed: bool) -> dict[str, Any]:
         """``confirmed``: the session may add a key now (2FA off, or a factor proved lately)."""
         keys = await self.passkeys.keys(visit.user)
-        options = ""
-        here = self.usable(visit)
+        session, rp = self.session(visit), self.rp(visit)
+        here = usable_here(rp)
+        options = confirm = ""
         if here and confirmed and (visit.verified or not user.enrolled):
-            try:  # the page still shows what is read when storage takes no writes
-                options = await self.passkeys.registration_options(
-                    visit.user, visit.account, self.session(visit), self.rp(visit))
-            except StorageUnavailable:
-                self.parts.metrics.storage_error()
-        confirm = ""
+            options = await self._options(self.passkeys.registration_options(
+                visit.user, visit.account, session, rp))
         if here and keys and visit.verified:  # settings' confirmations may take a key's answer
-            try:
-                confirm = await self.passkeys.authentication_options(
-                    visit.user, self.session(visit), self.rp(visit)) or ""
-            except StorageUnavailable:
-                self.parts.metrics.storage_error()
+            confirm = await self._options(self.passkeys.authentication_options(
+                visit.user, session, rp))
         return {"keys": [{"id": k.credential_id, "name": k.name, "added": local_time(k.created_at),
                           "used": local_time(k.last_used)} for k in keys],
                 "register_options": options, "confirm_options": confirm, "keys_here": here,

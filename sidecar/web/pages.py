@@ -185,7 +185,7 @@ class Pages:
         return item is not None and item.code_at > 0 and \
             self.parts.clock() - item.code_at < CONFIRM_SECONDS
 
-    def confirm_first(self, visit: Visit, rd: str) -> Response:  # "Confirm access", then rd
+    def confirm_first(self, rd: str) -> Response:  # "Confirm access", then back to rd
         return self.go(f"{self.prefix}/challenge?" + urlencode({"rd": rd, "confirm": "1"}))
 
     def is_own_page(self, visit: Visit, rd: str) -> bool:
